@@ -1,0 +1,99 @@
+"""Gymnasium environments: `TabularEnv` (any TabularMDP), the classic suite MDPs registered by
+id (`rlfm/RiverSwim-v0`, ...), and `make`, which resolves what the command line calls ENV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+
+from rlfm.envs import classic
+from rlfm.errors import InvalidEnvironmentError
+from rlfm.mdp import TabularMDP
+
+
+class TabularEnv(gym.Env):
+    """A TabularMDP as a Gymnasium environment.
+
+    Rewards are the MDP's mean rewards R(s, a); an episode terminates on entering a terminal
+    state and is truncated after `mdp.horizon` steps. `env.unwrapped.mdp` is the exact model.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, mdp: TabularMDP):
+        self.mdp = mdp
+        self.observation_space = gym.spaces.Discrete(mdp.n_states)
+        self.action_space = gym.spaces.Discrete(mdp.n_actions)
+        self._state = 0
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._state = int(self.np_random.choice(self.mdp.n_states, p=self.mdp.initial))
+        self._t = 0
+        return self._state, {}
+
+    def step(self, action):
+        a = int(action)
+        if not self.action_space.contains(a):
+            raise InvalidEnvironmentError(f"action {action!r} outside Discrete({self.mdp.n_actions})")
+        nexts, probs = self.mdp.successors(self._state, a)
+        reward = float(self.mdp.R[self._state, a])
+        self._state = int(nexts[self.np_random.choice(len(nexts), p=probs)])
+        self._t += 1
+        terminated = bool(self.mdp.terminal[self._state])
+        truncated = not terminated and self._t >= self.mdp.horizon
+        return self._state, reward, terminated, truncated, {}
+
+
+def _tabular(builder):
+    """A Gymnasium entry point that builds the MDP with the given keyword arguments."""
+    def entry_point(**kwargs):
+        return TabularEnv(builder(**kwargs))
+    entry_point.__doc__ = builder.__doc__
+    return entry_point
+
+
+SUITE_BUILDERS = {
+    "rlfm/RiverSwim-v0": classic.river_swim,
+    "rlfm/SixArms-v0": classic.six_arms,
+    "rlfm/NChain-v0": classic.n_chain,
+    "rlfm/DeepSea-v0": classic.deep_sea,
+    "rlfm/FourRooms-v0": classic.four_rooms,
+    "rlfm/Garnet-v0": classic.garnet,
+}
+for _id, _builder in SUITE_BUILDERS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point=_tabular(_builder), disable_env_checker=True)
+
+# Ids of earlier Gymnasium releases, with identical default dynamics under their new version.
+LEGACY_IDS = {"Taxi-v3": "Taxi-v4", "CliffWalking-v0": "CliffWalking-v1"}
+
+
+def make(env: str, **kwargs) -> gym.Env:
+    """What the command line calls ENV: a path to an MDP `.npz`, or a Gymnasium id whose spaces
+    are Discrete. Raises InvalidEnvironmentError / InvalidMDPError with a one-line message."""
+    if env.endswith(".npz") or Path(env).is_file():
+        return TabularEnv(TabularMDP.load(env))
+    env_id = env if env in gym.registry else LEGACY_IDS.get(env, env)
+    try:
+        made = gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise InvalidEnvironmentError(f"unknown environment {env!r}: {e}") from None
+    except TypeError as e:
+        raise InvalidEnvironmentError(f"bad arguments for {env!r}: {e}") from None
+    spaces = (made.observation_space, made.action_space)
+    if not all(isinstance(space, gym.spaces.Discrete) for space in spaces):
+        raise InvalidEnvironmentError(
+            f"{env}: rlfm needs Discrete observation and action spaces, got "
+            f"{type(spaces[0]).__name__} and {type(spaces[1]).__name__}")
+    return made
+
+
+def load_mdp(env: str, **kwargs) -> TabularMDP:
+    """The exact TabularMDP of ENV (see `make`)."""
+    return TabularMDP.from_gymnasium(make(env, **kwargs))
+
+
+__all__ = ["LEGACY_IDS", "SUITE_BUILDERS", "TabularEnv", "load_mdp", "make"]
