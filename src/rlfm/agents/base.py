@@ -1,0 +1,115 @@
+"""The one interface every agent implements (rlfm's model and each baseline), and the registry.
+
+An episode, as the harness drives it:
+
+    state = env.reset()
+    for step in range(horizon):
+        action = agent.act(state, step)
+        next_state, reward, terminated, ... = env.step(action)
+        agent.observe(state, action, reward, next_state, terminated)
+        if terminated: break
+    agent.end_episode()
+    score(agent.policy())        # the exploitation policy: greedy, no bonus, no noise
+
+Offline, `agent.fit(stats)` replaces everything the agent knows by a statistic of a dataset and
+`agent.policy()` is its answer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+
+from rlfm.errors import RlfmError
+from rlfm.stats import Statistics
+
+
+class Agent(ABC):
+    """Base class: an agent for an MDP with `n_states` states, `n_actions` actions and episodes of
+    at most `horizon` steps; `seed` fixes all its randomness."""
+
+    name = "agent"
+
+    def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int | None = 0):
+        self.n_states, self.n_actions, self.horizon = int(n_states), int(n_actions), int(horizon)
+        self.rng = np.random.default_rng(seed)
+
+    @abstractmethod
+    def act(self, state: int, step: int) -> int:
+        """The action to take in `state` at time `step` (0-based) of the current episode."""
+
+    def observe(self, state: int, action: int, reward: float, next_state: int,
+                terminated: bool) -> None:
+        """Record one transition (called after every step)."""
+
+    def end_episode(self) -> None:
+        """Called once when an episode ends (terminated or truncated)."""
+
+    @abstractmethod
+    def policy(self) -> np.ndarray:
+        """The exploitation policy: (S, A) or (H, S, A) action probabilities, or (S,) / (H, S)
+        action indices. Greedy with respect to what was learned; no exploration."""
+
+    def fit(self, stats: Statistics) -> np.ndarray:
+        """Offline: learn from a dataset's statistic alone and return the exploitation policy."""
+        raise RlfmError(f"agent {self.name!r} does not learn offline")
+
+
+class ModelBasedAgent(Agent):
+    """An agent whose knowledge is the sufficient statistic; it replans after every episode.
+
+    Subclasses set their knobs before calling `super().__init__`, which plans once (on no data).
+    """
+
+    def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int | None = 0):
+        super().__init__(n_states, n_actions, horizon, seed)
+        self.stats = Statistics(n_states, n_actions)
+        self.plan()
+
+    @abstractmethod
+    def plan(self) -> None:
+        """Recompute the acting policy (and whatever `policy()` needs) from `self.stats`."""
+
+    def observe(self, state, action, reward, next_state, terminated) -> None:
+        self.stats.update(state, action, reward, next_state, terminated)
+
+    def end_episode(self) -> None:
+        self.plan()
+
+    def fit(self, stats: Statistics) -> np.ndarray:
+        if (stats.n_states, stats.n_actions) != (self.n_states, self.n_actions):
+            raise RlfmError(f"statistic of a ({stats.n_states}, {stats.n_actions}) MDP given to an "
+                            f"agent for ({self.n_states}, {self.n_actions})")
+        self.stats = stats.copy()
+        self.plan()
+        return self.policy()
+
+
+AgentFactory = Callable[..., Agent]
+_REGISTRY: dict[str, AgentFactory] = {}
+
+
+def register(name: str):
+    """Class decorator: make an agent available as `rlfm.agents.make(name, ...)`."""
+    def decorate(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+    return decorate
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make(name: str, n_states: int, n_actions: int, horizon: int, seed: int | None = 0,
+         **knobs) -> Agent:
+    """Build a registered agent; `knobs` are its hyper-parameters (e.g. bonus_scale=0.5)."""
+    if name not in _REGISTRY:
+        raise RlfmError(f"unknown agent {name!r}; available: {', '.join(available())}")
+    try:
+        return _REGISTRY[name](n_states, n_actions, horizon, seed=seed, **knobs)
+    except TypeError as e:
+        raise RlfmError(f"bad knob for agent {name!r}: {e}") from None
