@@ -18,8 +18,11 @@ import scipy.sparse as sp
 
 from rlfm.errors import InvalidEnvironmentError, InvalidMDPError
 
-# Above this many (s, a, s') entries an MDP built from a transition list is stored sparse.
+# An MDP built from a transition list is stored dense when small or dense enough that a dense
+# matrix product beats a sparse one, and sparse otherwise (memory grows with the non-zeros).
 DENSE_LIMIT = 2_000_000
+SMALL_DENSE = 65_536
+DENSE_FRACTION = 0.05
 # Horizon used for a Gymnasium environment that registers no time limit (e.g. CliffWalking).
 FALLBACK_HORIZON = 100
 ROW_SUM_TOL = 1e-6
@@ -218,11 +221,12 @@ class TabularMDP:
 def transitions_from_coo(rows, cols, probs, n_states: int, n_actions: int):
     """Transition operator from (row = s*A + a, next state, probability) triplets.
 
-    Duplicate triplets are summed. Dense when small (faster), CSR beyond DENSE_LIMIT entries.
+    Duplicate triplets are summed. Dense for small or dense-enough MDPs, CSR otherwise.
     """
     T = sp.csr_array((probs, (rows, cols)), shape=(n_states * n_actions, n_states))
     T.sum_duplicates()
-    if n_states * n_actions * n_states <= DENSE_LIMIT:
+    size = n_states * n_actions * n_states
+    if size <= SMALL_DENSE or (size <= DENSE_LIMIT and T.nnz >= DENSE_FRACTION * size):
         return T.toarray()
     return T
 

@@ -1,0 +1,3 @@
+from rlfm.cli import main
+
+main()
