@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from rlfm.errors import RlfmError
+from rlfm.io import atomic_write_text
+
+ENV_HELP = "Gymnasium id (Discrete spaces) or MDP .npz file"
+DEFAULT_ONLINE = "ucbvi,psrl,qlearning"
+DEFAULT_OFFLINE = "vilcb,cevi"
+DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   pretty_exceptions_enable=False,
@@ -20,7 +32,7 @@ def _root() -> None:
 
 
 @app.command()
-def solve(env: str = typer.Argument(..., help="Gymnasium id (Discrete spaces) or MDP .npz file"),
+def solve(env: str = typer.Argument(..., help=ENV_HELP),
           as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
     """The exact optimum of ENV by backward induction, and the uniform policy's return."""
     from rlfm.envs import load_mdp
@@ -33,15 +45,170 @@ def solve(env: str = typer.Argument(..., help="Gymnasium id (Discrete spaces) or
     if as_json:
         print(json.dumps(result))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"{env}: exact solution")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, value in result.items():
         table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
     Console().print(table)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _agent_names(text: str) -> list[str]:
+    """Agent names from the command line, checked before any work starts."""
+    from rlfm.agents import agent_class
+
+    names = _split(text)
+    if not names:
+        raise RlfmError("--agents needs at least one agent name")
+    for name in names:
+        agent_class(name)
+    return names
+
+
+@contextmanager
+def _progress(total: int, description: str):
+    """A rich progress bar over `total` tasks; yields the function that advances it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total or None)
+        yield lambda: bar.advance(task)
+
+
+def _write_outputs(results: dict, out: Path | None, table) -> None:
+    """Print the table; with --out, also write results.json, the plot and the table."""
+    from rlfm.plots import plot_offline, plot_online
+
+    console = Console()
+    console.print(table)
+    if out is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1))
+    plot = plot_online if results["protocol"] == "online" else plot_offline
+    plot(results, out / f"{results['protocol']}.png")
+    recorder = Console(record=True, width=120, file=io.StringIO())
+    recorder.print(table)
+    atomic_write_text(out / "table.txt", recorder.export_text())
+    console.print(f"wrote {out}/results.json, {results['protocol']}.png, table.txt")
+
+
+def online_table(results: dict) -> Table:
+    table = Table(title=f"{results['env']} — online, normalised score "
+                        f"(seeds={next(iter(results['agents'].values()))['seeds']})")
+    for col in ("agent", "knobs", "episodes_to_90", "auc", "final", "regret"):
+        table.add_column(col, justify="left" if col in ("agent", "knobs") else "right")
+    for name, e in results["agents"].items():
+        table.add_row(name, _knobs(e["knobs"]), str(e["episodes_to_90"] or "never"),
+                      f"{e['auc']:.3f}", f"{e['final']:.3f}", f"{e['regret']:.4g}")
+    return table
+
+
+def offline_table(results: dict) -> Table:
+    first = next(iter(results["agents"].values()))
+    table = Table(title=f"{results['env']} — offline ({first['behavior']}), normalised score "
+                        f"mean ± std over {first['seeds']} seed(s)")
+    table.add_column("agent")
+    table.add_column("knobs")
+    for d in first["dataset_episodes"]:
+        table.add_column(f"D={d}" if d is not None else "dataset", justify="right")
+    for name, e in results["agents"].items():
+        cells = [f"{m:.2f}±{s:.2f}" for m, s in zip(e["score"], e["score_std"], strict=True)]
+        table.add_row(name, _knobs(e["knobs"]), *cells)
+    return table
+
+
+def _knobs(knobs: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in knobs.items()) or "defaults"
+
+
+@app.command()
+def online(env: str = typer.Argument(..., help=ENV_HELP),
+           agents: str = typer.Option(DEFAULT_ONLINE, help="comma-separated agent names"),
+           episodes: int = typer.Option(100, min=1, help="episodes per run (E)"),
+           seeds: int = typer.Option(10, min=1, help="independent runs per agent"),
+           tune: bool = typer.Option(False, help="also report baselines at their best grid knob"),
+           workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
+           out: Path | None = typer.Option(None, help="directory for results.json, plot, table"),
+           ) -> None:
+    """Online protocol (SPEC §3): learning curves scored exactly after every episode."""
+    from rlfm import evaluate
+
+    names = _agent_names(agents)
+    n_tasks = len(names) * seeds * (2 if tune else 1)
+    with _progress(n_tasks, f"online {env}") as advance:
+        results = evaluate.run_online(env, names, episodes, seeds, tune=tune, workers=workers,
+                                      progress=advance)
+    _write_outputs(results, out, online_table(results))
+
+
+@app.command()
+def offline(env: str = typer.Argument(..., help=ENV_HELP),
+            agents: str = typer.Option(DEFAULT_OFFLINE, help="comma-separated agent names"),
+            behavior: str = typer.Option("uniform", help="uniform | medium | expert"),
+            dataset_episodes: str = typer.Option("1,3,10,30,100,300",
+                                                 help="comma-separated dataset sizes D"),
+            dataset: str | None = typer.Option(None, help="your own .npz or Minari dataset"),
+            seeds: int = typer.Option(10, min=1, help="datasets per size"),
+            tune: bool = typer.Option(False, help="also report baselines at their best grid knob"),
+            workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
+            out: Path | None = typer.Option(None, help="directory for results.json, plot, table"),
+            ) -> None:
+    """Offline protocol (SPEC §3): each agent learns from a fixed dataset; scored exactly."""
+    from rlfm import evaluate
+
+    names = _agent_names(agents)
+    if dataset is not None:
+        from rlfm.datasets import load_dataset
+
+        mdp = evaluate.load_env_mdp(env)
+        stats, n_episodes = load_dataset(dataset, mdp.n_states, mdp.n_actions)
+        results = evaluate.run_offline_dataset(env, names, stats, n_episodes)
+    else:
+        try:
+            sizes = [int(d) for d in _split(dataset_episodes)]
+        except ValueError:
+            raise RlfmError(f"--dataset-episodes must be integers, got {dataset_episodes!r}") \
+                from None
+        with _progress(len(sizes) * seeds * (2 if tune else 1), f"offline {env}") as advance:
+            results = evaluate.run_offline(env, names, behavior, sizes, seeds, tune=tune,
+                                           workers=workers, progress=advance)
+    _write_outputs(results, out, offline_table(results))
+
+
+@app.command()
+def bench(suite: str = typer.Option("public", help="benchmark suite"),
+          out: Path = typer.Option(Path("benchmarks/suite"), help="directory for all results"),
+          seeds: int = typer.Option(10, min=1, help="seeds per cell"),
+          online_agents: str = typer.Option(DEFAULT_ONLINE, help="agents for the online protocol"),
+          offline_agents: str = typer.Option(DEFAULT_OFFLINE, help="agents for the offline one"),
+          env: list[str] | None = typer.Option(None, help="only these suite environments"),
+          episodes_scale: float = typer.Option(1.0, min=0.01, help="scale the online budgets"),
+          workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
+          force: bool = typer.Option(False, help="rerun cells that already have results"),
+          ) -> None:
+    """Run the whole protocol on a suite (resumable); regenerate benchmarks/RESULTS.md when run
+    from a checkout of the repository."""
+    from rlfm.bench import assemble_results, run_suite
+
+    console = Console(stderr=True)
+    summary = run_suite(suite, out, online_agents=_agent_names(online_agents),
+                        offline_agents=_agent_names(offline_agents), seeds=seeds,
+                        episodes_scale=episodes_scale, workers=workers, force=force, envs=env,
+                        log=lambda msg: console.print(f"[bold]bench[/] {msg}"))
+    command = " ".join(["rlfm", *sys.argv[1:]])
+    section = (f"## Suite `{suite}`: baselines, online and offline\n\n`{command}`; results, "
+               f"plots and this summary under `{out}/`.\n\n{summary}")
+    sections_dir = Path("benchmarks/results")
+    if sections_dir.is_dir():
+        atomic_write_text(sections_dir / f"30_suite_{suite}.md", section)
+        console.print(f"wrote {assemble_results(sections_dir.parent)}")
+    print(summary)
 
 
 def main() -> None:

@@ -7,12 +7,19 @@ per-transition rewards); scores are computed on the exact TabularMDP by backward
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 
+from rlfm import agents
 from rlfm.agents.base import Agent
+from rlfm.envs import make as make_env
+from rlfm.errors import RlfmError
 from rlfm.mdp import ScoreReference, TabularMDP, backward_induction, evaluate_policy
 from rlfm.stats import Statistics
 
@@ -101,3 +108,197 @@ def collect_dataset(env: gym.Env, mdp: TabularMDP, behavior: str, episodes: int,
     for k in range(episodes):
         run_episode(env, recorder, mdp.horizon, seed=seed if k == 0 else None)
     return recorder.stats
+
+
+# ---- the protocol over seeds, in worker processes -------------------------------------------
+THRESHOLD = 0.9
+DEFAULT_DATASET_EPISODES = (1, 3, 10, 30, 100, 300)
+TUNING_SEEDS = 3  # seeds used to pick a baseline's knob (then reported on all seeds)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent as the harness runs it: its registry name and knobs, and the label it is
+    reported under (the name given on the command line, or 'name (tuned)')."""
+
+    name: str
+    knobs: tuple = ()
+    label: str | None = None
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+def _online_task(args) -> OnlineRun:
+    env_id, spec, episodes, seed = args
+    env = make_env(env_id)
+    mdp = TabularMDP.from_gymnasium(env)
+    agent = agents.make(spec.name, mdp.n_states, mdp.n_actions, horizon=mdp.horizon, seed=seed,
+                        **dict(spec.knobs))
+    return online_run(env, mdp, agent, episodes, seed)
+
+
+def _offline_task(args) -> list[float]:
+    env_id, specs, behavior, n_episodes, seed = args
+    env = make_env(env_id)
+    mdp = TabularMDP.from_gymnasium(env)
+    reference = ScoreReference.of(mdp)
+    stats = collect_dataset(env, mdp, behavior, n_episodes, seed)
+    return [reference.normalise(evaluate_policy(mdp, _fit(spec, mdp, stats, seed)))
+            for spec in specs]
+
+
+def _fit(spec: AgentSpec, mdp: TabularMDP, stats: Statistics, seed: int):
+    agent = agents.make(spec.name, mdp.n_states, mdp.n_actions, horizon=mdp.horizon, seed=seed,
+                        **dict(spec.knobs))
+    return agent.fit(stats)
+
+
+def _map(fn: Callable, tasks: list, workers: int, progress: Callable[[], None] | None = None):
+    """Run tasks in worker processes (in order of the results); `progress` is called per task."""
+    if workers <= 1:
+        results = []
+        for task in tasks:
+            results.append(fn(task))
+            if progress:
+                progress()
+        return results
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(fn, task) for task in tasks]
+        for future in futures:
+            future.add_done_callback(lambda _: progress and progress())
+        return [f.result() for f in futures]
+
+
+def summarize_online(runs: list[OnlineRun], optimal_return: float) -> dict:
+    """SPEC §3 figures from the runs of one agent over seeds."""
+    scores = np.stack([r.scores for r in runs])
+    curve = scores.mean(axis=0)
+    below = np.flatnonzero(curve < THRESHOLD)
+    if below.size == 0:
+        to_90 = 1
+    elif below[-1] == len(curve) - 1:
+        to_90 = None
+    else:
+        to_90 = int(below[-1]) + 2  # episodes are counted from 1
+    regret = np.mean([np.sum(optimal_return - r.returns) for r in runs])
+    return {"episodes_to_90": to_90, "auc": float(curve.mean()), "final": float(curve[-1]),
+            "regret": float(regret), "curve": curve.tolist(),
+            "curve_std": scores.std(axis=0).tolist(), "seeds": len(runs)}
+
+
+def tuning_candidates(name: str) -> list[tuple]:
+    """Every knob combination of an agent's TUNING_GRID, as sorted (knob, value) tuples."""
+    grid = getattr(agents.agent_class(name), "TUNING_GRID", {}) or {}
+    if not grid:
+        return []
+    keys = sorted(grid)
+    return [tuple(zip(keys, values, strict=True))
+            for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
+               tune: bool = False, workers: int = 1, progress=None) -> dict:
+    """Online protocol: every named agent at its defaults; with `tune`, also every tunable
+    baseline at the grid value with the best AUC on TUNING_SEEDS seeds (reported on all seeds)."""
+    names = list(names)
+    for name in names:
+        agents.agent_class(name)  # fail early on an unknown name
+    mdp = load_env_mdp(env_id)
+    specs = [AgentSpec(name) for name in names]
+    if tune:
+        specs += _tuned_specs(names, lambda candidates: _best_online(
+            env_id, candidates, episodes, min(seeds, TUNING_SEEDS), workers, progress))
+    tasks = [(env_id, spec, episodes, seed) for spec in specs for seed in range(seeds)]
+    runs = _map(_online_task, tasks, workers, progress)
+    optimal = ScoreReference.of(mdp).optimal_return
+    results = {}
+    for i, spec in enumerate(specs):
+        entry = summarize_online(runs[i * seeds:(i + 1) * seeds], optimal)
+        results[spec.title] = {"knobs": dict(spec.knobs), **entry}
+    return _envelope(env_id, "online", mdp, results)
+
+
+def _best_online(env_id, candidates, episodes, seeds, workers, progress) -> AgentSpec:
+    tasks = [(env_id, spec, episodes, seed) for spec in candidates for seed in range(seeds)]
+    runs = _map(_online_task, tasks, workers, progress)
+    aucs = [np.mean([r.scores.mean() for r in runs[i * seeds:(i + 1) * seeds]])
+            for i in range(len(candidates))]
+    return candidates[int(np.argmax(aucs))]
+
+
+def _tuned_specs(names, pick_best) -> list[AgentSpec]:
+    tuned = []
+    for name in names:
+        candidates = [AgentSpec(name, knobs, f"{name} (tuned)") for knobs in tuning_candidates(name)]
+        if candidates:
+            tuned.append(pick_best(candidates))
+    return tuned
+
+
+def run_offline(env_id: str, names: Iterable[str], behavior: str,
+                dataset_episodes: Iterable[int], seeds: int, *, tune: bool = False,
+                workers: int = 1, progress=None) -> dict:
+    """Offline protocol: for each dataset size D and seed, one dataset of D episodes of the
+    behaviour; every agent fits it and its policy is scored exactly. With `tune`, tunable
+    baselines are also reported at the knob with the best mean score over all D (per env)."""
+    names = list(names)
+    if behavior not in BEHAVIOR_EPSILON:
+        raise RlfmError(f"unknown behaviour {behavior!r}; choose from {', '.join(BEHAVIOR_EPSILON)}")
+    for name in names:
+        agents.agent_class(name)
+    sizes = [int(d) for d in dataset_episodes]
+    if not sizes or min(sizes) < 1:
+        raise RlfmError("dataset sizes must be positive numbers of episodes")
+    mdp = load_env_mdp(env_id)
+    specs = [AgentSpec(name) for name in names]
+    if tune:
+        specs += _tuned_specs(names, lambda candidates: _best_offline(
+            env_id, candidates, behavior, sizes, min(seeds, TUNING_SEEDS), workers, progress))
+    scores = _offline_scores(env_id, specs, behavior, sizes, seeds, workers, progress)
+    results = {spec.title: {"knobs": dict(spec.knobs), "behavior": behavior,
+                            "dataset_episodes": sizes,
+                            "score": scores[:, :, i].mean(axis=1).tolist(),
+                            "score_std": scores[:, :, i].std(axis=1).tolist(), "seeds": seeds}
+               for i, spec in enumerate(specs)}
+    return _envelope(env_id, "offline", mdp, results)
+
+
+def _offline_scores(env_id, specs, behavior, sizes, seeds, workers, progress) -> np.ndarray:
+    """Scores of shape (len(sizes), seeds, len(specs)); every spec fits the same datasets."""
+    tasks = [(env_id, specs, behavior, d, seed) for d in sizes for seed in range(seeds)]
+    flat = _map(_offline_task, tasks, workers, progress)
+    return np.array(flat).reshape(len(sizes), seeds, len(specs))
+
+
+def _best_offline(env_id, candidates, behavior, sizes, seeds, workers, progress) -> AgentSpec:
+    scores = _offline_scores(env_id, candidates, behavior, sizes, seeds, workers, progress)
+    return candidates[int(np.argmax(scores.mean(axis=(0, 1))))]
+
+
+def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
+                        n_episodes: int | None) -> dict:
+    """Offline protocol on the user's own dataset: each agent fits it once; scored exactly."""
+    mdp = load_env_mdp(env_id)
+    reference = ScoreReference.of(mdp)
+    results = {}
+    for name in names:
+        policy = _fit(AgentSpec(name), mdp, stats, seed=0)
+        results[name] = {"knobs": {}, "behavior": "dataset", "dataset_episodes": [n_episodes],
+                         "score": [reference.normalise(evaluate_policy(mdp, policy))],
+                         "score_std": [0.0], "seeds": 1}
+    return _envelope(env_id, "offline", mdp, results)
+
+
+def load_env_mdp(env_id: str) -> TabularMDP:
+    return TabularMDP.from_gymnasium(make_env(env_id))
+
+
+def _envelope(env_id: str, protocol: str, mdp: TabularMDP, results: dict) -> dict:
+    reference = ScoreReference.of(mdp)
+    return {"env": env_id, "protocol": protocol, "n_states": mdp.n_states,
+            "n_actions": mdp.n_actions, "horizon": mdp.horizon,
+            "optimal_return": reference.optimal_return,
+            "uniform_return": reference.uniform_return, "agents": results}

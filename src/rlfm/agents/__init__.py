@@ -4,6 +4,6 @@
 """
 
 from rlfm.agents import uniform  # noqa: F401  (registers its agent)
-from rlfm.agents.base import Agent, ModelBasedAgent, available, make, register
+from rlfm.agents.base import Agent, ModelBasedAgent, agent_class, available, make, register
 
-__all__ = ["Agent", "ModelBasedAgent", "available", "make", "register"]
+__all__ = ["Agent", "ModelBasedAgent", "agent_class", "available", "make", "register"]

@@ -104,12 +104,17 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def agent_class(name: str) -> type[Agent]:
+    if name not in _REGISTRY:
+        raise RlfmError(f"unknown agent {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
 def make(name: str, n_states: int, n_actions: int, horizon: int, seed: int | None = 0,
          **knobs) -> Agent:
     """Build a registered agent; `knobs` are its hyper-parameters (e.g. bonus_scale=0.5)."""
-    if name not in _REGISTRY:
-        raise RlfmError(f"unknown agent {name!r}; available: {', '.join(available())}")
+    cls = agent_class(name)
     try:
-        return _REGISTRY[name](n_states, n_actions, horizon, seed=seed, **knobs)
+        return cls(n_states, n_actions, horizon, seed=seed, **knobs)
     except TypeError as e:
         raise RlfmError(f"bad knob for agent {name!r}: {e}") from None

@@ -63,9 +63,34 @@ SUITE_BUILDERS = {
     "rlfm/FourRooms-v0": classic.four_rooms,
     "rlfm/Garnet-v0": classic.garnet,
 }
+# Garnet instances of the public suite; their seeds are reserved for evaluation (the prior
+# draws its random MDPs from its own generator and never from these).
+EVAL_GARNETS = {
+    "rlfm/Garnet20-v0": dict(n_states=20, n_actions=4, branching=3, seed=1001, horizon=30),
+    "rlfm/Garnet50-v0": dict(n_states=50, n_actions=5, branching=5, seed=1002, horizon=40),
+}
 for _id, _builder in SUITE_BUILDERS.items():
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_tabular(_builder), disable_env_checker=True)
+for _id, _kwargs in EVAL_GARNETS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, entry_point=_tabular(classic.garnet), kwargs=_kwargs,
+                     disable_env_checker=True)
+
+# The public benchmark suite (SPEC §4) and its online budget in episodes.
+PUBLIC_SUITE = {
+    "FrozenLake-v1": 300,
+    "FrozenLake8x8-v1": 300,
+    "CliffWalking-v1": 200,
+    "Taxi-v3": 300,
+    "rlfm/RiverSwim-v0": 300,
+    "rlfm/SixArms-v0": 300,
+    "rlfm/NChain-v0": 300,
+    "rlfm/DeepSea-v0": 300,
+    "rlfm/FourRooms-v0": 300,
+    "rlfm/Garnet20-v0": 200,
+    "rlfm/Garnet50-v0": 200,
+}
 
 # Ids of earlier Gymnasium releases, with identical default dynamics under their new version.
 LEGACY_IDS = {"Taxi-v3": "Taxi-v4", "CliffWalking-v0": "CliffWalking-v1"}
@@ -96,4 +121,4 @@ def load_mdp(env: str, **kwargs) -> TabularMDP:
     return TabularMDP.from_gymnasium(make(env, **kwargs))
 
 
-__all__ = ["LEGACY_IDS", "SUITE_BUILDERS", "TabularEnv", "load_mdp", "make"]
+__all__ = ["EVAL_GARNETS", "LEGACY_IDS", "PUBLIC_SUITE", "SUITE_BUILDERS", "TabularEnv", "load_mdp", "make"]

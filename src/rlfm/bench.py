@@ -1,0 +1,143 @@
+"""`rlfm bench`: the whole evaluation protocol over a benchmark suite, online and offline, every
+baseline at its defaults and tuned; per-environment results plus one markdown summary.
+
+Resumable: an (environment, protocol) whose results.json already exists is not run again
+(unless `force`), so a long run that is stopped loses at most the cell in progress.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from rlfm import evaluate
+from rlfm.envs import PUBLIC_SUITE
+from rlfm.errors import RlfmError
+from rlfm.io import atomic_write_text
+from rlfm.plots import plot_offline, plot_online
+
+SUITES = {"public": PUBLIC_SUITE}
+BEHAVIORS = ("uniform", "medium", "expert")
+
+
+def slug(env_id: str) -> str:
+    return env_id.replace("/", "_")
+
+
+def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents: list[str],
+              seeds: int = 10, episodes_scale: float = 1.0,
+              dataset_episodes=evaluate.DEFAULT_DATASET_EPISODES, workers: int = 1,
+              force: bool = False, envs: list[str] | None = None,
+              log: Callable[[str], None] = print) -> str:
+    """Run the suite; returns (and writes to out/SUMMARY.md) the markdown summary."""
+    if suite not in SUITES:
+        raise RlfmError(f"unknown suite {suite!r}; available: {', '.join(SUITES)}")
+    budgets = SUITES[suite]
+    for env_id in envs or []:
+        if env_id not in budgets:
+            raise RlfmError(f"{env_id!r} is not in the {suite} suite")
+    for env_id in envs or budgets:
+        episodes = max(1, round(budgets[env_id] * episodes_scale))
+        cell = out / slug(env_id) / "online"
+        if force or not (cell / "results.json").exists():
+            log(f"online  {env_id}: {episodes} episodes x {seeds} seeds")
+            results = evaluate.run_online(env_id, online_agents, episodes, seeds, tune=True,
+                                          workers=workers)
+            _save(results, cell, plot_online)
+        for behavior in BEHAVIORS:
+            cell = out / slug(env_id) / f"offline-{behavior}"
+            if force or not (cell / "results.json").exists():
+                log(f"offline {env_id}: {behavior} behaviour x {seeds} seeds")
+                results = evaluate.run_offline(env_id, offline_agents, behavior, dataset_episodes,
+                                               seeds, tune=True, workers=workers)
+                _save(results, cell, plot_offline)
+    summary = summarize(out, envs or list(budgets))
+    atomic_write_text(out / "SUMMARY.md", summary)
+    return summary
+
+
+def _save(results: dict, cell: Path, plot) -> None:
+    cell.mkdir(parents=True, exist_ok=True)
+    plot(results, cell / f"{results['protocol']}.png")
+    atomic_write_text(cell / "results.json", json.dumps(results, indent=1))
+
+
+def _fmt_knobs(entry: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in entry.get("knobs", {}).items())
+
+
+def summarize(out: Path, env_ids: list[str]) -> str:
+    """Markdown tables from the results.json files under `out` (missing cells are skipped)."""
+    lines = ["### Online: episodes to 0.9 / AUC / final normalised score", ""]
+    online = {e: _read(out / slug(e) / "online") for e in env_ids}
+    names = _agent_names(online.values())
+    if names:
+        lines += ["| env | E | " + " | ".join(names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for env_id, res in online.items():
+            if res is None:
+                continue
+            cells = []
+            for name in names:
+                e = res["agents"].get(name)
+                cells.append("—" if e is None else
+                             f"{e['episodes_to_90'] or 'never'} / {e['auc']:.2f} / {e['final']:.2f}")
+            E = len(next(iter(res["agents"].values()))["curve"])
+            lines.append(f"| {env_id} | {E} | " + " | ".join(cells) + " |")
+        tuned = [f"{env}: " + ", ".join(f"{n} {_fmt_knobs(e)}" for n, e in res["agents"].items()
+                                        if e.get("knobs"))
+                 for env, res in online.items() if res is not None]
+        lines += ["", "Tuned knobs (online): " + "; ".join(tuned), ""]
+    for behavior in BEHAVIORS:
+        offline = {e: _read(out / slug(e) / f"offline-{behavior}") for e in env_ids}
+        names = _agent_names(offline.values())
+        if not names:
+            continue
+        first = next(r for r in offline.values() if r is not None)
+        sizes = next(iter(first["agents"].values()))["dataset_episodes"]
+        lines += [f"### Offline, {behavior} behaviour: normalised score by dataset episodes D", "",
+                  "| env | agent | " + " | ".join(f"D={d}" for d in sizes) + " |",
+                  "|---|---|" + "---|" * len(sizes)]
+        for env_id, res in offline.items():
+            if res is None:
+                continue
+            for name in names:
+                e = res["agents"].get(name)
+                if e is None:
+                    continue
+                label = f"{name} ({_fmt_knobs(e)})" if e.get("knobs") else name
+                cells = [f"{m:.2f}±{s:.2f}" for m, s in zip(e["score"], e["score_std"], strict=True)]
+                lines.append(f"| {env_id} | {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _read(cell: Path) -> dict | None:
+    path = cell / "results.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _agent_names(results) -> list[str]:
+    names: list[str] = []
+    for res in results:
+        for name in (res or {}).get("agents", {}):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+RESULTS_HEADER = """# rlfm benchmark results
+
+Generated by `python benchmarks/run_all.py` (each section names the command that produced it and
+can be regenerated alone with `python benchmarks/run_all.py NAME`; `rlfm bench` regenerates the
+suite section). Figures are measurements on the machine stated in each section; nothing here is
+typed by hand.
+"""
+
+
+def assemble_results(benchmarks_dir: Path) -> Path:
+    """benchmarks/RESULTS.md from the sections in benchmarks/results/*.md, in name order."""
+    sections = [p.read_text() for p in sorted((benchmarks_dir / "results").glob("*.md"))]
+    return atomic_write_text(benchmarks_dir / "RESULTS.md",
+                             RESULTS_HEADER + "\n" + "\n".join(sections))

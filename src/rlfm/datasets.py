@@ -1,0 +1,83 @@
+"""Users' offline datasets (SPEC §2): a Minari dataset with Discrete spaces, or an `.npz` of flat
+transition arrays `observations, actions, rewards, next_observations, terminations` plus
+`n_states`, `n_actions`. Either becomes a Statistics of the MDP it is scored on."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from rlfm.errors import InvalidDataError
+from rlfm.stats import Statistics
+
+NPZ_KEYS = ("observations", "actions", "rewards", "next_observations", "terminations")
+
+
+def load_dataset(source: str, n_states: int, n_actions: int) -> tuple[Statistics, int | None]:
+    """The statistic of a dataset file (or Minari dataset id / directory), checked against an MDP
+    with `n_states` states and `n_actions` actions; also the number of episodes when known."""
+    path = Path(source)
+    if source.endswith(".npz") or path.is_file():
+        return _load_npz(path, n_states, n_actions)
+    return _load_minari(source, n_states, n_actions)
+
+
+def _load_npz(path: Path, n_states: int, n_actions: int):
+    if not path.is_file():
+        raise InvalidDataError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise InvalidDataError(f"{path}: not an .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise InvalidDataError(f"{path}: unreadable .npz ({e})") from None
+    missing = [k for k in (*NPZ_KEYS, "n_states", "n_actions") if k not in data]
+    if missing:
+        raise InvalidDataError(f"{path}: missing key(s) {', '.join(repr(k) for k in missing)}")
+    _check_sizes(path, int(data["n_states"]), int(data["n_actions"]), n_states, n_actions)
+    try:
+        stats = Statistics.from_transitions(n_states, n_actions, *(data[k] for k in NPZ_KEYS))
+    except InvalidDataError as e:
+        raise InvalidDataError(f"{path}: {e}") from None
+    n_episodes = int(data["episodes"]) if "episodes" in data else None
+    return stats, n_episodes
+
+
+def _load_minari(source: str, n_states: int, n_actions: int):
+    import gymnasium as gym
+    import minari
+
+    try:
+        path = Path(source)
+        if path.is_dir():
+            dataset = minari.MinariDataset(path / "data" if (path / "data").is_dir() else path)
+        else:
+            dataset = minari.load_dataset(source)
+    except Exception as e:  # Minari raises many kinds; all mean "cannot read it"
+        raise InvalidDataError(f"{source}: not a .npz file nor a readable Minari dataset ({e})") \
+            from None
+    spaces = (dataset.observation_space, dataset.action_space)
+    if not all(isinstance(space, gym.spaces.Discrete) for space in spaces):
+        raise InvalidDataError(f"{source}: rlfm needs Discrete observation and action spaces")
+    _check_sizes(source, int(spaces[0].n), int(spaces[1].n), n_states, n_actions)
+    stats = Statistics(n_states, n_actions)
+    n_episodes = 0
+    for episode in dataset.iterate_episodes():
+        obs = np.asarray(episode.observations)
+        try:
+            stats.add_transitions(obs[:-1], np.asarray(episode.actions), episode.rewards, obs[1:],
+                                  episode.terminations)
+        except InvalidDataError as e:
+            raise InvalidDataError(f"{source}, episode {episode.id}: {e}") from None
+        n_episodes += 1
+    return stats, n_episodes
+
+
+def _check_sizes(source, data_states, data_actions, n_states, n_actions) -> None:
+    if (data_states, data_actions) != (n_states, n_actions):
+        raise InvalidDataError(
+            f"{source}: dataset has {data_states} states and {data_actions} actions, the "
+            f"environment {n_states} and {n_actions}")
