@@ -20,6 +20,7 @@ ENV_HELP = "Gymnasium id (Discrete spaces) or MDP .npz file"
 DEFAULT_ONLINE = "ucbvi,psrl,qlearning"
 DEFAULT_OFFLINE = "vilcb,cevi"
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
+DEMO_ENV, DEMO_EPISODES, DEMO_SEEDS = "FrozenLake8x8-v1", 150, 4
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   pretty_exceptions_enable=False,
@@ -209,6 +210,17 @@ def bench(suite: str = typer.Option("public", help="benchmark suite"),
         atomic_write_text(sections_dir / f"30_suite_{suite}.md", section)
         console.print(f"wrote {assemble_results(sections_dir.parent)}")
     print(summary)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("results/demo"), help="directory for the results"),
+         episodes: int = typer.Option(DEMO_EPISODES, min=1, help="episodes per run"),
+         seeds: int = typer.Option(DEMO_SEEDS, min=1, help="seeds per agent"),
+         workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
+         ) -> None:
+    """The quick showcase: the online protocol on FrozenLake 8x8 (a table and a plot)."""
+    online(env=DEMO_ENV, agents=DEFAULT_ONLINE, episodes=episodes, seeds=seeds, tune=False,
+           workers=workers, out=out)
 
 
 def main() -> None:

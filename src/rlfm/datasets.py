@@ -79,5 +79,5 @@ def _load_minari(source: str, n_states: int, n_actions: int):
 def _check_sizes(source, data_states, data_actions, n_states, n_actions) -> None:
     if (data_states, data_actions) != (n_states, n_actions):
         raise InvalidDataError(
-            f"{source}: dataset has {data_states} states and {data_actions} actions, the "
-            f"environment {n_states} and {n_actions}")
+            f"{source}: dataset has {data_states} states and {data_actions} actions, but the "
+            f"environment has {n_states} states and {n_actions} actions")

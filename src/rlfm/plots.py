@@ -31,8 +31,15 @@ def plot_online(results: dict, path: str | os.PathLike) -> Path:
 
 
 def plot_offline(results: dict, path: str | os.PathLike) -> Path:
-    """Normalised score against the number of dataset episodes (log axis), mean ± std."""
+    """Normalised score against the number of dataset episodes (log axis), mean ± std; for a
+    user's own dataset (one dataset, size unknown), one bar per agent."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    entries = results["agents"]
+    if any(d is None for e in entries.values() for d in e["dataset_episodes"]):
+        ax.bar(list(entries), [e["score"][0] for e in entries.values()], color="tab:blue")
+        ax.set(ylabel="normalised score (1 = optimal)", ylim=(-0.05, 1.05),
+               title=f"{results['env']}: offline, your dataset")
+        return _save(fig, path)
     behavior = "dataset"
     for name, entry in results["agents"].items():
         sizes = np.array(entry["dataset_episodes"], float)

@@ -1,0 +1,76 @@
+"""Pieces shared by the model-based baselines (UCB-VI, VI-LCB, CE-VI, PSRL).
+
+- `reward_range`: the reward bounds a confidence term is scaled by (our rewards are not in [0, 1]);
+- `bounded_backward_induction`: backward induction with a confidence term (a bonus or a penalty)
+  and values kept inside what an H-step return can achieve;
+- `greedy`: the greedy policy, ties broken uniformly at random (an agent with no data must not
+  always pick action 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from rlfm.errors import RlfmError
+from rlfm.mdp import Solution, TabularMDP
+from rlfm.stats import Statistics
+
+DELTA = 0.1  # failure probability in the log terms of the confidence bounds
+TIE_TOLERANCE = 1e-9  # values this close to the best count as tied
+
+
+def reward_range(stats: Statistics, nominal: tuple[float, float]) -> tuple[float, float]:
+    """(r_lo, r_hi): the `nominal` range widened to contain every observed mean reward R̂(s, a).
+
+    The papers assume rewards in [0, 1]; ours are not (Taxi: -10..20, CliffWalking: -100..-1), so
+    confidence widths are scaled by r_hi - r_lo. Keeping the nominal range inside means 1.0 before
+    any reward is seen, and that 0 (the value of a terminal state) always lies in the value range.
+    (The statistic keeps no per-transition extremes, hence the extremes of the mean rewards.)
+    """
+    lo, hi = nominal
+    visited = stats.visits > 0
+    if visited.any():
+        observed = stats.mean_reward[visited]
+        lo, hi = min(lo, float(observed.min())), max(hi, float(observed.max()))
+    return lo, hi
+
+
+def check_reward_range(reward_range) -> tuple[float, float]:
+    """A knob `reward_range=(lo, hi)` with lo <= 0 <= hi and lo < hi, or RlfmError."""
+    try:
+        lo, hi = (float(x) for x in reward_range)
+    except (TypeError, ValueError):
+        raise RlfmError(f"reward_range must be a pair (lo, hi), got {reward_range!r}") from None
+    if not (np.isfinite([lo, hi]).all() and lo <= 0.0 <= hi and lo < hi):
+        raise RlfmError(f"reward_range must satisfy lo <= 0 <= hi, lo < hi; got {reward_range!r}")
+    return lo, hi
+
+
+def bounded_backward_induction(mdp: TabularMDP, r_lo: float, r_hi: float,
+                               confidence: Callable[[int, np.ndarray], np.ndarray]) -> Solution:
+    """Backward induction with a confidence term and bounded values:
+
+        Q_h(s, a) = clip(R(s, a) + c_h(s, a) + sum_s' P(s'|s, a) V_{h+1}(s'),
+                         (H - h) r_lo, (H - h) r_hi),        V_h = max_a Q_h,  V_H = 0,
+
+    where c_h = confidence(h, V_{h+1}) is (S, A): a bonus (> 0) for optimism, minus a penalty for
+    pessimism, and +inf / -inf for an unvisited pair, which the clip turns into the largest /
+    smallest value an (H - h)-step return can have. States of `mdp.terminal` are worth 0.
+    """
+    H, S, A = mdp.horizon, mdp.n_states, mdp.n_actions
+    Q = np.empty((H, S, A))
+    V = np.zeros((H + 1, S))
+    for h in range(H - 1, -1, -1):
+        q = mdp.R + confidence(h, V[h + 1]) + mdp.expect(V[h + 1])
+        Q[h] = np.clip(q, (H - h) * r_lo, (H - h) * r_hi)
+        Q[h, mdp.terminal] = 0.0
+        V[h] = Q[h].max(axis=1)
+    return Solution(Q=Q, V=V, policy=Q.argmax(axis=2))
+
+
+def greedy(Q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """argmax over the last axis of Q, ties broken uniformly at random with `rng`."""
+    best = Q >= Q.max(axis=-1, keepdims=True) - TIE_TOLERANCE
+    return np.where(best, rng.random(Q.shape), -1.0).argmax(axis=-1)

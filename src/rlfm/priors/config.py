@@ -1,0 +1,168 @@
+"""The prior's configuration: a TOML file (the default ships as `rlfm/priors/default.toml`).
+
+A user file overrides the default: every table is merged key by key, except the weight tables
+`[mixture]` and `[context.behaviours]`, which replace the default's whole (so a file holding
+`[mixture] grid = 1` samples gridworlds only). Unknown keys are errors, never ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+from rlfm.errors import RlfmError
+
+WEIGHT_TABLES = (("mixture",), ("context", "behaviours"))
+
+
+class PriorConfigError(RlfmError, ValueError):
+    """A prior configuration file or dict that is malformed."""
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The prior as plain data (JSON-serialisable with `to_dict`, e.g. into a checkpoint)."""
+
+    mixture: dict[str, float]
+    families: dict[str, dict[str, Any]]
+    rewards: dict[str, Any]
+    context: dict[str, Any]
+    targets: dict[str, Any]
+    source: str = field(default="default", compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>", base: dict | None = None) -> PriorConfig:
+        """Merge `data` over `base` (the default prior unless given) and validate."""
+        merged = _merge(copy.deepcopy(_default_dict() if base is None else base), data, ())
+        unknown = set(merged) - {"mixture", "families", "rewards", "context", "targets"}
+        if unknown:
+            raise PriorConfigError(f"{source}: unknown table(s) {sorted(unknown)}")
+        config = cls(mixture=dict(merged["mixture"]), families=merged["families"],
+                     rewards=merged["rewards"], context=merged["context"],
+                     targets=merged["targets"], source=source)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy({"mixture": self.mixture, "families": self.families,
+                              "rewards": self.rewards, "context": self.context,
+                              "targets": self.targets})
+
+    # ---- derived configurations ---------------------------------------------------------
+    def only(self, family: str) -> PriorConfig:
+        """The same prior restricted to one family."""
+        return self.replace(mixture={family: 1.0})
+
+    def with_behaviours(self, **weights: float) -> PriorConfig:
+        """Add or reweight context behaviours, e.g. `with_behaviours(model=0.3)` together with
+        an Agent factory named "model" passed to the sampler."""
+        behaviours = {**self.context["behaviours"], **weights}
+        return self.replace(context={**self.context, "behaviours": behaviours})
+
+    def replace(self, **tables) -> PriorConfig:
+        data = self.to_dict()
+        data.update(copy.deepcopy(tables))
+        config = PriorConfig(**data, source=self.source)
+        config.validate()
+        return config
+
+    # ---- checks -------------------------------------------------------------------------
+    def validate(self) -> None:
+        from rlfm.priors.families import FAMILIES
+
+        where = self.source
+        _check_weights(self.mixture, f"{where}: [mixture]")
+        for name in self.mixture:
+            if name not in FAMILIES:
+                raise PriorConfigError(f"{where}: unknown family {name!r} in [mixture]; known: "
+                                       f"{', '.join(sorted(FAMILIES))}")
+        for name, params in self.families.items():
+            if name not in FAMILIES:
+                raise PriorConfigError(f"{where}: unknown family table [families.{name}]")
+            accepted = set(inspect.signature(FAMILIES[name]).parameters) - {"rng"}
+            bad = set(params) - accepted
+            if bad:
+                raise PriorConfigError(f"{where}: [families.{name}] has unknown key(s) "
+                                       f"{sorted(bad)}; accepted: {', '.join(sorted(accepted))}")
+        _check_weights(self.context["behaviours"], f"{where}: [context.behaviours]")
+        for key in ("scale_log10", "offset"):
+            _check_range(self.rewards[key], f"{where}: rewards.{key}")
+        for key in ("reward_noise",):
+            _check_range(self.context[key], f"{where}: context.{key}")
+        if not float(self.targets["tau_rel"]) > 0:
+            raise PriorConfigError(f"{where}: targets.tau_rel must be > 0")
+
+
+def load_config(config: PriorConfig | str | os.PathLike | dict | None = None) -> PriorConfig:
+    """The prior: the default (None), a TOML file, a dict, or an existing PriorConfig."""
+    if config is None:
+        return _DEFAULT()
+    if isinstance(config, PriorConfig):
+        return config
+    if isinstance(config, dict):
+        return PriorConfig.from_dict(config)
+    path = Path(config)
+    if not path.is_file():
+        raise PriorConfigError(f"{path}: no such prior configuration file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise PriorConfigError(f"{path}: not a valid TOML file ({e})") from None
+    return PriorConfig.from_dict(data, source=str(path))
+
+
+# ---- internals ------------------------------------------------------------------------------
+_default_cache: dict = {}
+
+
+def _default_dict() -> dict:
+    if "dict" not in _default_cache:
+        text = resources.files("rlfm.priors").joinpath("default.toml").read_text()
+        _default_cache["dict"] = tomllib.loads(text)
+    return copy.deepcopy(_default_cache["dict"])
+
+
+def _DEFAULT() -> PriorConfig:
+    if "config" not in _default_cache:
+        _default_cache["config"] = PriorConfig.from_dict({}, source="default")
+    return _default_cache["config"]
+
+
+def _merge(base: dict, over: dict, path: tuple) -> dict:
+    for key, value in over.items():
+        here = (*path, key)
+        if here in WEIGHT_TABLES:
+            base[key] = dict(value)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value, here)
+        elif key not in base and here[0] != "families":
+            raise PriorConfigError(f"unknown prior setting {'.'.join(here)!r}")
+        else:
+            base[key] = value
+    return base
+
+
+def _check_weights(weights: dict, where: str) -> None:
+    if not weights:
+        raise PriorConfigError(f"{where} is empty")
+    for name, w in weights.items():
+        if not isinstance(w, int | float) or w < 0:
+            raise PriorConfigError(f"{where}: weight of {name!r} must be a number >= 0, got {w!r}")
+    if sum(weights.values()) <= 0:
+        raise PriorConfigError(f"{where}: weights must not all be zero")
+
+
+def _check_range(value, where: str) -> None:
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(isinstance(v, int | float) for v in value) or value[0] > value[1]):
+        raise PriorConfigError(f"{where} must be a range [low, high] with low <= high, got {value!r}")
