@@ -1,0 +1,122 @@
+"""Checkpoints: safetensors weights plus a JSON config, never pickle.
+
+A checkpoint `NAME` is two files, `NAME.safetensors` (tensors only) and `NAME.json` (the model
+architecture, the training config, the prior, the format version, metrics, and the SHA-256 of
+the weights file). Loading refuses a missing, truncated or altered file and an incompatible
+format version with a CheckpointError that says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from rlfm.errors import CheckpointError
+from rlfm.io import atomic_write_text
+from rlfm.model import RLFM, ModelConfig
+
+FORMAT_VERSION = 1
+PRETRAINED = "rlfm-v0"
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """Accept `NAME`, `NAME.safetensors` or `NAME.json`; return both file paths."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
+    """Write tensors atomically; returns the file's SHA-256."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    checksum = sha256(tmp)
+    os.replace(tmp, path)
+    return checksum
+
+
+def load_tensors(path: Path, checksum: str | None) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if checksum is not None and sha256(path) != checksum:
+        raise CheckpointError(f"{path}: checksum mismatch (the file is truncated or altered)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def save_model(model: RLFM, path: str | os.PathLike, **info) -> Path:
+    """Save `model` as a checkpoint; `info` (training config, prior, metrics...) goes in the
+    JSON next to the architecture. The weights are written before the JSON that names their
+    checksum, so an interrupted save never leaves a config pointing at other weights."""
+    weights, config_path = _paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    checksum = save_tensors(model.state_dict(), weights)
+    from rlfm import __version__
+
+    config = {"format_version": FORMAT_VERSION, "rlfm_version": __version__,
+              "model": model.config.to_dict(), "weights_sha256": checksum, **info}
+    atomic_write_text(config_path, json.dumps(config, indent=1))
+    return weights
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    _, config_path = _paths(path)
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path}: no such file (a checkpoint is NAME.safetensors "
+                              f"plus NAME.json)")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{config_path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "format_version" not in config:
+        raise CheckpointError(f"{config_path}: not an rlfm checkpoint config")
+    if config["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{config_path}: checkpoint format version "
+                              f"{config['format_version']}, this rlfm reads version "
+                              f"{FORMAT_VERSION}")
+    return config
+
+
+def load_model(path: str | os.PathLike) -> RLFM:
+    """Load a checkpoint written by `save_model` (verifying version and checksum)."""
+    weights, config_path = _paths(path)
+    config = read_config(path)
+    try:
+        model = RLFM(ModelConfig(**config["model"]))
+    except TypeError as e:
+        raise CheckpointError(f"{config_path}: bad model config ({e})") from None
+    state = load_tensors(weights, config.get("weights_sha256"))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{weights}: weights do not fit the model config "
+                              f"({str(e).splitlines()[0]})") from None
+    model.eval()
+    model.checkpoint_info = config
+    return model
+
+
+def pretrained_path() -> Path:
+    return Path(str(resources.files("rlfm") / "checkpoints" / PRETRAINED))
+
+
+def load_pretrained() -> RLFM:
+    """The checkpoint shipped inside the package (no network access)."""
+    return load_model(pretrained_path())

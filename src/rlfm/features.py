@@ -1,0 +1,177 @@
+"""From a sufficient statistic to the model's input graph: all preprocessing lives here.
+
+Every (s, a) pair is a node (S*A of them, visited or not) and every *observed* transition
+(s, a) -> s' is an edge, so memory grows with S*A plus the distinct transitions observed, never
+with S*A*S. Several statistics are packed into one batch by concatenating nodes and offsetting
+indices (as PyTorch Geometric does), which lets MDPs of any size share a batch with no padding.
+
+Features are invariant to the reward scale (rewards divided by a per-MDP scale) and, as
+deterministic functions of the statistic, remain "in context". Besides counts and moments they
+include two plans computed from the statistic itself — the certainty-equivalent Q and an
+optimistic Q with a count bonus — which let the network start from value iteration rather than
+having to learn it (SPEC §7: without them, the network did not learn to plan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from rlfm.agents._planning import bounded_backward_induction
+from rlfm.mdp import backward_induction
+from rlfm.stats import Statistics
+
+SA_FEATURES = 12
+STATE_FEATURES = 6
+EDGE_FEATURES = 2
+PLANNING_HORIZON_CAP = 1000  # the in-context plans look at most this many steps ahead
+
+
+@dataclass
+class GraphBatch:
+    """One or more MDP statistics packed as a graph (tensors; indices are global in the batch).
+
+    sa_x (N_sa, SA_FEATURES), sa_state (N_sa,): the state node of each (s, a) node;
+    state_x (N_s, STATE_FEATURES), state_graph (N_s,): the MDP each state belongs to;
+    edge_sa, edge_next (E,): observed transitions (s, a) -> s'; edge_log_p (E,): log P̂(s'|s,a);
+    edge_x (E, EDGE_FEATURES); graph_states, graph_actions (G,): S and A of each MDP.
+    Optional training targets: policy_target (N_sa,), value_target (N_s,).
+    """
+
+    sa_x: torch.Tensor
+    sa_state: torch.Tensor
+    state_x: torch.Tensor
+    state_graph: torch.Tensor
+    edge_sa: torch.Tensor
+    edge_next: torch.Tensor
+    edge_log_p: torch.Tensor
+    edge_x: torch.Tensor
+    graph_states: torch.Tensor
+    graph_actions: torch.Tensor
+    policy_target: torch.Tensor | None = None
+    value_target: torch.Tensor | None = None
+
+    @property
+    def n_states(self) -> int:
+        return self.state_x.shape[0]
+
+    @property
+    def n_graphs(self) -> int:
+        return self.graph_states.shape[0]
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> GraphBatch:
+        """Move to `device`; cast the floating-point tensors to `dtype` (indices stay int64)."""
+        def move(x):
+            if x is None:
+                return None
+            return x.to(device, dtype) if (dtype is not None and x.is_floating_point()) \
+                else x.to(device)
+        return GraphBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+
+
+@dataclass
+class Encoded:
+    """One statistic's graph as numpy arrays (what data workers produce; cheap to pickle)."""
+
+    sa_x: np.ndarray
+    state_x: np.ndarray
+    edge_sa: np.ndarray
+    edge_next: np.ndarray
+    edge_log_p: np.ndarray
+    edge_x: np.ndarray
+    n_states: int
+    n_actions: int
+    policy_target: np.ndarray | None = None
+    value_target: np.ndarray | None = None
+
+
+def reward_scale(stats: Statistics) -> float:
+    """The scale rewards are divided by: the largest |R̂| of a visited pair (1 with no data)."""
+    visited = stats.visits > 0
+    if not visited.any():
+        return 1.0
+    scale = float(np.abs(stats.mean_reward[visited]).max())
+    return scale if scale > 1e-12 else 1.0
+
+
+def encode(stats: Statistics, horizon: int) -> Encoded:
+    """The graph of one statistic, for a task of `horizon` steps."""
+    S, A = stats.n_states, stats.n_actions
+    H = int(horizon)
+    scale = reward_scale(stats)
+    n = stats.visits.astype(float)
+    visited = n > 0
+    value_scale = min(H, PLANNING_HORIZON_CAP) * scale
+
+    model = stats.empirical_mdp(min(H, PLANNING_HORIZON_CAP))
+    q_ce = backward_induction(model).Q[0]
+    r_hi = max(float(stats.mean_reward[visited].max()) if visited.any() else 0.0, 0.0) + scale
+    r_lo = min(float(stats.mean_reward[visited].min()) if visited.any() else 0.0, 0.0)
+    bonus = np.where(visited, scale / np.sqrt(np.maximum(n, 1.0)), np.inf)
+    q_opt = bounded_backward_induction(model, r_lo, r_hi, lambda h, v: bonus).Q[0]
+
+    def advantage(q):  # (Q - max_a Q) / spread of the state's Q: 0 for the best action, in [-1, 0]
+        spread = q.max(1, keepdims=True) - q.min(1, keepdims=True)
+        return (q - q.max(1, keepdims=True)) / np.maximum(spread, 1e-9 * value_scale)
+
+    state_visits = n.sum(1, keepdims=True)
+    log_h = np.log(H) / 5.0
+    sa_x = np.stack([
+        np.log1p(n) / 5.0,
+        (~visited).astype(float),
+        stats.mean_reward / scale,
+        stats.reward_std / scale,
+        stats.terminations / np.maximum(n, 1.0),
+        q_ce / value_scale,
+        advantage(q_ce),
+        q_opt / value_scale,
+        advantage(q_opt),
+        n / np.maximum(state_visits, 1.0),                 # share of the state's visits
+        np.broadcast_to(np.log1p(state_visits) / 5.0, (S, A)),
+        np.full((S, A), log_h),
+    ], axis=-1).reshape(S * A, SA_FEATURES)
+
+    state_x = np.stack([
+        stats.observed_terminal.astype(float),
+        np.log1p(state_visits[:, 0]) / 5.0,
+        q_ce.max(1) / value_scale,
+        q_opt.max(1) / value_scale,
+        np.full(S, np.log(S + 1) / 5.0),
+        np.full(S, np.log(A) / 2.0),
+    ], axis=-1)
+
+    rows, cols, counts = stats.transition_triplets()
+    log_p = np.log(counts / n.ravel()[rows])
+    edge_x = np.stack([log_p, np.log1p(counts) / 5.0], axis=-1)
+    return Encoded(sa_x=sa_x.astype(np.float32), state_x=state_x.astype(np.float32),
+                   edge_sa=rows.astype(np.int64), edge_next=cols.astype(np.int64),
+                   edge_log_p=log_p.astype(np.float32), edge_x=edge_x.astype(np.float32),
+                   n_states=S, n_actions=A)
+
+
+def collate(items: list[Encoded]) -> GraphBatch:
+    """Pack encoded statistics into one GraphBatch (offsetting every index)."""
+    state_offsets = np.cumsum([0] + [it.n_states for it in items])
+    sa_offsets = np.cumsum([0] + [it.n_states * it.n_actions for it in items])
+    cat = np.concatenate
+    sa_state = cat([np.repeat(np.arange(it.n_states), it.n_actions) + state_offsets[i]
+                    for i, it in enumerate(items)])
+    batch = GraphBatch(
+        sa_x=torch.from_numpy(cat([it.sa_x for it in items])),
+        sa_state=torch.from_numpy(sa_state),
+        state_x=torch.from_numpy(cat([it.state_x for it in items])),
+        state_graph=torch.from_numpy(cat([np.full(it.n_states, i) for i, it in enumerate(items)])),
+        edge_sa=torch.from_numpy(cat([it.edge_sa + sa_offsets[i] for i, it in enumerate(items)])),
+        edge_next=torch.from_numpy(cat([it.edge_next + state_offsets[i]
+                                        for i, it in enumerate(items)])),
+        edge_log_p=torch.from_numpy(cat([it.edge_log_p for it in items])),
+        edge_x=torch.from_numpy(cat([it.edge_x for it in items])),
+        graph_states=torch.tensor([it.n_states for it in items]),
+        graph_actions=torch.tensor([it.n_actions for it in items]),
+    )
+    if all(it.policy_target is not None for it in items):
+        batch.policy_target = torch.from_numpy(cat([it.policy_target for it in items]).astype(np.float32))
+        batch.value_target = torch.from_numpy(cat([it.value_target for it in items]).astype(np.float32))
+    return batch

@@ -1,0 +1,178 @@
+"""The rlfm network: a permutation-equivariant graph network over an MDP's statistic.
+
+Nodes are state-action pairs and states (see `features.py`). One weight-tied block, applied K
+times like unrolled value iteration, does:
+
+  aggregate  each state pools its actions' embeddings (mean and max)       -> state update
+  message    each (s, a) attends over its observed successors s', with the additive bias
+             beta * log P̂(s'|s,a): with zero learned logits the weights are exactly P̂, so one
+             step can express a Bellman expectation; an unvisited pair gets a learned message
+  update     residual MLPs on both node types
+
+A policy head scores every (s, a); a softmax over each state's actions gives π(a|s). A value
+head reads the state nodes. There is no maximum S or A: every operation is per node or edge,
+with shared weights and order-free sums, hence equivariant to permutations of states and of
+actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlfm.features import EDGE_FEATURES, SA_FEATURES, STATE_FEATURES, GraphBatch, collate, encode
+from rlfm.stats import Statistics
+
+
+@dataclass
+class ModelConfig:
+    width: int = 64
+    steps: int = 8             # K: applications of the weight-tied block
+    transition_bias: bool = True
+    weight_tying: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- segment operations (scatter over index groups) -------------------------------------------
+def segment_sum(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.zeros((n, *x.shape[1:]), dtype=x.dtype, device=x.device).index_add_(0, index, x)
+
+
+def segment_max(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.full((n, *x.shape[1:]), -torch.inf, dtype=x.dtype, device=x.device)
+    expanded = index.view(-1, *([1] * (x.dim() - 1))).expand_as(x)
+    return out.scatter_reduce(0, expanded, x, reduce="amax", include_self=True)
+
+
+def segment_softmax(logits: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """Softmax of `logits` within each group of `index` (groups of size 0 are allowed)."""
+    shifted = logits - segment_max(logits, index, n).detach()[index]
+    weights = shifted.exp()
+    return weights / segment_sum(weights, index, n)[index].clamp_min(1e-30)
+
+
+def segment_log_softmax(logits: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    shift = segment_max(logits, index, n).detach()[index]
+    log_z = segment_sum((logits - shift).exp(), index, n).log()[index]
+    return logits - shift - log_z
+
+
+def mlp(n_in: int, width: int, n_out: int | None = None) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, width), nn.GELU(), nn.Linear(width, n_out or width))
+
+
+class Block(nn.Module):
+    """One step of message passing: aggregate actions into states, attend over successors,
+    update both node types."""
+
+    def __init__(self, width: int, transition_bias: bool):
+        super().__init__()
+        self.transition_bias = transition_bias
+        self.state_norm = nn.LayerNorm(3 * width)
+        self.state_update = mlp(3 * width, 2 * width, width)
+        self.query, self.key = nn.Linear(width, width), nn.Linear(width, width)
+        self.value = nn.Linear(width, width)
+        self.edge_logit = nn.Linear(EDGE_FEATURES, 1)
+        self.beta = nn.Parameter(torch.ones(()))
+        self.unvisited = nn.Parameter(torch.zeros(width))
+        self.sa_norm = nn.LayerNorm(3 * width)
+        self.sa_update = mlp(3 * width, 2 * width, width)
+        nn.init.zeros_(self.query.weight)   # start as an exact Bellman expectation under P̂
+        nn.init.zeros_(self.query.bias)
+        nn.init.zeros_(self.edge_logit.weight)
+        nn.init.zeros_(self.edge_logit.bias)
+
+    def forward(self, h_sa, h_s, g: GraphBatch, has_edges: torch.Tensor):
+        n_sa, n_s = h_sa.shape[0], h_s.shape[0]
+        # aggregate: a state sees its actions
+        pooled = torch.cat([segment_sum(h_sa, g.sa_state, n_s) / _actions_per_state(g, h_s),
+                            segment_max(h_sa, g.sa_state, n_s)], dim=-1)
+        h_s = h_s + self.state_update(self.state_norm(torch.cat([h_s, pooled], dim=-1)))
+        # message: (s, a) attends over its observed successors
+        alpha = self.attention(h_sa, h_s, g)
+        message = segment_sum(alpha.unsqueeze(-1) * self.value(h_s)[g.edge_next], g.edge_sa, n_sa)
+        message = torch.where(has_edges.unsqueeze(-1), message, self.unvisited)
+        # update the state-action nodes
+        update = torch.cat([h_sa, message, h_s[g.sa_state]], dim=-1)
+        h_sa = h_sa + self.sa_update(self.sa_norm(update))
+        return h_sa, h_s
+
+
+    def attention(self, h_sa, h_s, g: GraphBatch) -> torch.Tensor:
+        """Weights of each edge (s, a) -> s' among the successors of (s, a)."""
+        q, k = self.query(h_sa)[g.edge_sa], self.key(h_s)[g.edge_next]
+        logits = (q * k).sum(-1) / np.sqrt(q.shape[-1]) + self.edge_logit(g.edge_x).squeeze(-1)
+        if self.transition_bias:
+            logits = logits + self.beta * g.edge_log_p
+        return segment_softmax(logits, g.edge_sa, h_sa.shape[0])
+
+
+def _actions_per_state(g: GraphBatch, h_s: torch.Tensor) -> torch.Tensor:
+    return g.graph_actions[g.state_graph].to(h_s.dtype).unsqueeze(-1)
+
+
+class RLFM(nn.Module):
+    """The network. `forward(batch)` gives policy logits per (s, a) node and values per state."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        d = config.width
+        self.sa_in = mlp(SA_FEATURES, d)
+        self.state_in = mlp(STATE_FEATURES, d)
+        n_blocks = 1 if config.weight_tying else config.steps
+        self.blocks = nn.ModuleList(Block(d, config.transition_bias) for _ in range(n_blocks))
+        self.policy_head = mlp(d, d, 1)
+        self.value_head = mlp(d, d, 1)
+
+    def forward(self, g: GraphBatch, steps: int | None = None):
+        steps = steps or self.config.steps
+        h_sa, h_s = self.sa_in(g.sa_x), self.state_in(g.state_x)
+        has_edges = torch.zeros(h_sa.shape[0], dtype=torch.bool, device=h_sa.device)
+        has_edges[g.edge_sa] = True
+        for k in range(steps):
+            block = self.blocks[min(k, len(self.blocks) - 1)]
+            h_sa, h_s = block(h_sa, h_s, g, has_edges)
+        return self.policy_head(h_sa).squeeze(-1), self.value_head(h_s).squeeze(-1)
+
+    def log_policy(self, g: GraphBatch, steps: int | None = None) -> torch.Tensor:
+        """log π(a|s) for every (s, a) node: a log-softmax over each state's actions."""
+        logits, _ = self(g, steps)
+        return segment_log_softmax(logits, g.sa_state, g.n_states)
+
+    def _graph(self, stats: Statistics, horizon: int) -> GraphBatch:
+        self.eval()
+        weight = self.sa_in[0].weight
+        return collate([encode(stats, horizon)]).to(weight.device, weight.dtype)
+
+    @torch.no_grad()
+    def policy(self, stats: Statistics, horizon: int, steps: int | None = None) -> np.ndarray:
+        """π(a|s) as an (S, A) array of action probabilities, from the statistic alone."""
+        log_pi = self.log_policy(self._graph(stats, horizon), steps)
+        return log_pi.exp().view(stats.n_states, stats.n_actions).double().numpy()
+
+    @torch.no_grad()
+    def logits(self, stats: Statistics, horizon: int, steps: int | None = None) -> np.ndarray:
+        """Policy logits as an (S, A) array (for sampling with Gumbel noise)."""
+        logits, _ = self(self._graph(stats, horizon), steps)
+        return logits.view(stats.n_states, stats.n_actions).double().numpy()
+
+
+def policy_loss(log_pi: torch.Tensor, g: GraphBatch) -> torch.Tensor:
+    """Cross-entropy between each state's target distribution and π, averaged over the states of
+    each MDP and then over MDPs (so a large MDP does not outweigh many small ones)."""
+    per_sa = -(g.policy_target * log_pi)
+    per_state = segment_sum(per_sa, g.sa_state, g.n_states)
+    per_graph = segment_sum(per_state, g.state_graph, g.n_graphs) / g.graph_states.to(log_pi.dtype)
+    return per_graph.mean()
+
+
+def value_loss(values: torch.Tensor, g: GraphBatch) -> torch.Tensor:
+    per_state = (values - g.value_target) ** 2
+    per_graph = segment_sum(per_state, g.state_graph, g.n_graphs) / g.graph_states.to(values.dtype)
+    return per_graph.mean()

@@ -1,0 +1,129 @@
+"""The network: equivariance, masking, the loss, and checkpoint round-trips."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import rlfm
+from rlfm import CheckpointError
+from rlfm.checkpoint import load_model, save_model
+from rlfm.evaluate import collect_dataset
+from rlfm.features import collate, encode
+from rlfm.model import RLFM, ModelConfig, policy_loss, segment_softmax
+from rlfm.stats import Statistics
+
+
+def frozen_lake_stats(episodes=30, seed=0):
+    env = rlfm.envs.make("FrozenLake-v1")
+    mdp = rlfm.TabularMDP.from_gymnasium(env)
+    return mdp, collect_dataset(env, mdp, "uniform", episodes, seed)
+
+
+def permuted(stats: Statistics, state_perm: np.ndarray, action_perm: np.ndarray) -> Statistics:
+    """The same data with states renamed s -> state_perm[s] and actions a -> action_perm[a]."""
+    rows, cols, counts = stats.transition_triplets()
+    s, a = np.divmod(rows, stats.n_actions)
+    out = Statistics(stats.n_states, stats.n_actions)
+    ps, pa = state_perm[s], action_perm[a]
+    out.add_transitions(np.repeat(ps, counts), np.repeat(pa, counts),
+                        np.zeros(counts.sum()), np.repeat(state_perm[cols], counts))
+    # moments and termination counts move with their (s, a)
+    inv_s, inv_a = np.argsort(state_perm), np.argsort(action_perm)
+    out.reward_sum = stats.reward_sum[inv_s][:, inv_a]
+    out.reward_sq_sum = stats.reward_sq_sum[inv_s][:, inv_a]
+    out.terminations = stats.terminations[inv_s][:, inv_a]
+    out.terminal_entries = stats.terminal_entries[inv_s]
+    return out
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_permutation_equivariance(tied):
+    torch.manual_seed(0)
+    model = RLFM(ModelConfig(width=16, steps=3, weight_tying=tied)).double()
+    mdp, stats = frozen_lake_stats()
+    rng = np.random.default_rng(1)
+    sp, ap = rng.permutation(16), rng.permutation(4)
+    pi = model.policy(stats, mdp.horizon)
+    pi_perm = model.policy(permuted(stats, sp, ap), mdp.horizon)
+    np.testing.assert_allclose(pi_perm[sp][:, ap], pi, atol=1e-5)
+
+
+def test_policy_shapes_for_any_size():
+    model = RLFM(ModelConfig(width=16, steps=2))
+    for S, A in [(1, 2), (1, 1), (7, 3), (2000, 4)]:
+        stats = Statistics(S, A)
+        if S > 1:
+            stats.add_transitions([0, 1], [0, A - 1], [1.0, 0.0], [1, S - 1])
+        pi = model.policy(stats, horizon=20)
+        assert pi.shape == (S, A)
+        np.testing.assert_allclose(pi.sum(1), 1.0, atol=1e-5)
+
+
+def test_batching_equals_one_by_one():
+    torch.manual_seed(0)
+    model = RLFM(ModelConfig(width=16, steps=3)).double().eval()
+    items = [encode(frozen_lake_stats(e, s)[1], 100) for e, s in [(5, 0), (40, 1)]]
+    items.append(encode(Statistics.from_transitions(3, 2, [0], [1], [2.0], [2]), 7))
+    with torch.no_grad():
+        together = model.log_policy(_double(collate(items)))
+        alone = torch.cat([model.log_policy(_double(collate([it]))) for it in items])
+    torch.testing.assert_close(together, alone)
+
+
+def _double(g):
+    return g.to(dtype=torch.float64)
+
+
+def test_segment_softmax():
+    logits = torch.tensor([0.0, np.log(3.0), 5.0], dtype=torch.float32)
+    out = segment_softmax(logits, torch.tensor([0, 0, 2]), 3)
+    torch.testing.assert_close(out, torch.tensor([0.25, 0.75, 1.0]))
+
+
+def test_attention_starts_as_the_empirical_transition_model():
+    torch.manual_seed(0)
+    model = RLFM(ModelConfig(width=16, steps=1))
+    _, stats = frozen_lake_stats()
+    g = collate([encode(stats, 100)])
+    h_sa, h_s = model.sa_in(g.sa_x), model.state_in(g.state_x)
+    alpha = model.blocks[0].attention(h_sa, h_s, g)
+    rows, _, counts = stats.transition_triplets()
+    p_hat = counts / stats.visits.ravel()[rows]
+    torch.testing.assert_close(alpha.double(), torch.from_numpy(p_hat), atol=1e-5, rtol=1e-5)
+
+
+def test_loss_is_cross_entropy_and_masks_other_mdps():
+    items = [encode(Statistics(2, 2), 5), encode(Statistics(1, 3), 5)]
+    items[0].policy_target = np.array([1.0, 0.0, 0.5, 0.5])
+    items[0].value_target = np.zeros(2)
+    items[1].policy_target = np.array([0.0, 0.0, 1.0])
+    items[1].value_target = np.zeros(1)
+    g = collate(items)
+    uniform_log_pi = torch.log(torch.tensor([0.5, 0.5, 0.5, 0.5, 1 / 3, 1 / 3, 1 / 3]))
+    # graph 0: mean over its 2 states of CE = log 2; graph 1: log 3; mean over graphs.
+    expected = (np.log(2) + np.log(3)) / 2
+    assert policy_loss(uniform_log_pi, g).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    model = RLFM(ModelConfig(width=8, steps=2))
+    save_model(model, tmp_path / "m", metrics={"val": 1.0})
+    back = load_model(tmp_path / "m.safetensors")
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), back.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2)
+    assert back.checkpoint_info["metrics"] == {"val": 1.0}
+    weights = tmp_path / "m.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-10])
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_model(tmp_path / "m")
+    weights.write_bytes(data)
+    config = json.loads((tmp_path / "m.json").read_text())
+    config["format_version"] = 99
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_model(tmp_path / "m")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model(tmp_path / "absent")
