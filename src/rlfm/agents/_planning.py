@@ -1,10 +1,11 @@
-"""Pieces shared by the model-based baselines (UCB-VI, VI-LCB, CE-VI, PSRL).
+"""Pieces shared by the baselines (UCB-VI, VI-LCB, CE-VI, PSRL, Q-learning).
 
 - `reward_range`: the reward bounds a confidence term is scaled by (our rewards are not in [0, 1]);
 - `bounded_backward_induction`: backward induction with a confidence term (a bonus or a penalty)
   and values kept inside what an H-step return can achieve;
 - `greedy`: the greedy policy, ties broken uniformly at random (an agent with no data must not
-  always pick action 0).
+  always pick action 0);
+- `is_number`, `check_reward_range`: validation of numeric knobs (bad values raise RlfmError).
 """
 
 from __future__ import annotations
@@ -37,13 +38,18 @@ def reward_range(stats: Statistics, nominal: tuple[float, float]) -> tuple[float
     return lo, hi
 
 
+def is_number(x) -> bool:
+    """A finite real number (not a bool): what a numeric knob must be."""
+    return isinstance(x, (int, float, np.number)) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+
 def check_reward_range(reward_range) -> tuple[float, float]:
     """A knob `reward_range=(lo, hi)` with lo <= 0 <= hi and lo < hi, or RlfmError."""
     try:
         lo, hi = (float(x) for x in reward_range)
     except (TypeError, ValueError):
         raise RlfmError(f"reward_range must be a pair (lo, hi), got {reward_range!r}") from None
-    if not (np.isfinite([lo, hi]).all() and lo <= 0.0 <= hi and lo < hi):
+    if not (is_number(lo) and is_number(hi) and lo <= 0.0 <= hi and lo < hi):
         raise RlfmError(f"reward_range must satisfy lo <= 0 <= hi, lo < hi; got {reward_range!r}")
     return lo, hi
 

@@ -37,6 +37,7 @@ from rlfm.agents._planning import (
     bounded_backward_induction,
     check_reward_range,
     greedy,
+    is_number,
     reward_range,
 )
 from rlfm.agents.base import ModelBasedAgent, register
@@ -48,13 +49,15 @@ BONUSES = ("hoeffding", "bernstein")
 
 @register("ucbvi")
 class UCBVI(ModelBasedAgent):
-    TUNING_GRID = {"bonus_scale": [0.01, 0.03, 0.1, 0.3, 1.0]}
+    # The paper's constants make the bonus dwarf every value for hundreds of visits (all actions then
+    # tie at the cap and the agent explores at random): the useful scales are far below 1.
+    TUNING_GRID = {"bonus_scale": [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.1, 1.0]}
 
     def __init__(self, n_states, n_actions, horizon, seed=0, bonus="hoeffding",
                  bonus_scale=1.0, reward_range=(0.0, 1.0)):
         if bonus not in BONUSES:
             raise RlfmError(f"ucbvi: bonus must be one of {', '.join(BONUSES)}, got {bonus!r}")
-        if not (np.isscalar(bonus_scale) and np.isfinite(bonus_scale) and bonus_scale >= 0):
+        if not (is_number(bonus_scale) and bonus_scale >= 0):
             raise RlfmError(f"ucbvi: bonus_scale must be a number >= 0, got {bonus_scale!r}")
         self.bonus, self.bonus_scale = bonus, float(bonus_scale)
         self.reward_range = check_reward_range(reward_range)

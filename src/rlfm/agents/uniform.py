@@ -8,6 +8,8 @@ from rlfm.stats import Statistics
 
 @register("uniform")
 class UniformAgent(Agent):
+    TUNING_GRID: dict[str, list] = {}
+
     def act(self, state: int, step: int) -> int:
         return int(self.rng.integers(self.n_actions))
 
