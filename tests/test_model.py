@@ -98,13 +98,15 @@ def test_loss_is_cross_entropy_and_masks_other_mdps():
     items = [encode(Statistics(2, 2), 5), encode(Statistics(1, 3), 5)]
     items[0].policy_target = np.array([1.0, 0.0, 0.5, 0.5])
     items[0].value_target = np.zeros(2)
+    items[0].state_terminal = np.array([False, True])
     items[1].policy_target = np.array([0.0, 0.0, 1.0])
     items[1].value_target = np.zeros(1)
+    items[1].state_terminal = np.array([False])
     g = collate(items)
-    uniform_log_pi = torch.log(torch.tensor([0.5, 0.5, 0.5, 0.5, 1 / 3, 1 / 3, 1 / 3]))
-    # graph 0: mean over its 2 states of CE = log 2; graph 1: log 3; mean over graphs.
+    log_pi = torch.log(torch.tensor([0.5, 0.5, 0.9, 0.1, 1 / 3, 1 / 3, 1 / 3]))
+    # graph 0: its terminal state 1 is left out, CE of state 0 = log 2; graph 1: log 3.
     expected = (np.log(2) + np.log(3)) / 2
-    assert policy_loss(uniform_log_pi, g).item() == pytest.approx(expected, rel=1e-6)
+    assert policy_loss(log_pi, g).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path):

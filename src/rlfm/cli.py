@@ -15,6 +15,7 @@ from rich.table import Table
 
 from rlfm.errors import RlfmError
 from rlfm.io import atomic_write_text
+from rlfm.priors.cli import prior_app
 
 ENV_HELP = "Gymnasium id (Discrete spaces) or MDP .npz file"
 DEFAULT_ONLINE = "ucbvi,psrl,qlearning"
@@ -30,6 +31,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @app.callback()
 def _root() -> None:
     """rlfm: a foundation model for tabular reinforcement learning."""
+
+
+app.add_typer(prior_app, name="prior")
 
 
 @app.command()
@@ -221,6 +225,19 @@ def demo(out: Path = typer.Option(Path("results/demo"), help="directory for the 
     """The quick showcase: the online protocol on FrozenLake 8x8 (a table and a plot)."""
     online(env=DEMO_ENV, agents=DEFAULT_ONLINE, episodes=episodes, seeds=seeds, tune=False,
            workers=workers, out=out)
+
+
+@app.command()
+def train(config: Path | None = typer.Option(None, help="run config TOML (see configs/)"),
+          out: Path = typer.Option(Path("runs/train"), help="directory for checkpoints and logs"),
+          resume: bool = typer.Option(False, help="continue the run in --out from its latest "
+                                                  "checkpoint")) -> None:
+    """Pretrain the network on the synthetic prior (CPU; `torchrun -m rlfm.train` for DDP)."""
+    from rlfm.train import RunConfig
+    from rlfm.train import train as run_training
+
+    console = Console(stderr=True)
+    run_training(RunConfig.load(config), out, resume=resume, log=console.print)
 
 
 def main() -> None:

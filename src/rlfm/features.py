@@ -37,7 +37,8 @@ class GraphBatch:
     state_x (N_s, STATE_FEATURES), state_graph (N_s,): the MDP each state belongs to;
     edge_sa, edge_next (E,): observed transitions (s, a) -> s'; edge_log_p (E,): log P̂(s'|s,a);
     edge_x (E, EDGE_FEATURES); graph_states, graph_actions (G,): S and A of each MDP.
-    Optional training targets: policy_target (N_sa,), value_target (N_s,).
+    Optional training targets: policy_target (N_sa,), value_target (N_s,), state_terminal (N_s,)
+    (the true terminal states, left out of the policy loss), and the family of each MDP.
     """
 
     sa_x: torch.Tensor
@@ -52,6 +53,8 @@ class GraphBatch:
     graph_actions: torch.Tensor
     policy_target: torch.Tensor | None = None
     value_target: torch.Tensor | None = None
+    state_terminal: torch.Tensor | None = None
+    families: tuple[str, ...] = ()
 
     @property
     def n_states(self) -> int:
@@ -64,8 +67,8 @@ class GraphBatch:
     def to(self, device=None, dtype: torch.dtype | None = None) -> GraphBatch:
         """Move to `device`; cast the floating-point tensors to `dtype` (indices stay int64)."""
         def move(x):
-            if x is None:
-                return None
+            if not isinstance(x, torch.Tensor):
+                return x
             return x.to(device, dtype) if (dtype is not None and x.is_floating_point()) \
                 else x.to(device)
         return GraphBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
@@ -85,6 +88,8 @@ class Encoded:
     n_actions: int
     policy_target: np.ndarray | None = None
     value_target: np.ndarray | None = None
+    state_terminal: np.ndarray | None = None
+    family: str = ""
 
 
 def reward_scale(stats: Statistics) -> float:
@@ -171,7 +176,9 @@ def collate(items: list[Encoded]) -> GraphBatch:
         graph_states=torch.tensor([it.n_states for it in items]),
         graph_actions=torch.tensor([it.n_actions for it in items]),
     )
-    if all(it.policy_target is not None for it in items):
+    if items and all(it.policy_target is not None for it in items):
         batch.policy_target = torch.from_numpy(cat([it.policy_target for it in items]).astype(np.float32))
         batch.value_target = torch.from_numpy(cat([it.value_target for it in items]).astype(np.float32))
+        batch.state_terminal = torch.from_numpy(cat([it.state_terminal for it in items]).astype(bool))
+        batch.families = tuple(it.family for it in items)
     return batch

@@ -164,12 +164,15 @@ class RLFM(nn.Module):
 
 
 def policy_loss(log_pi: torch.Tensor, g: GraphBatch) -> torch.Tensor:
-    """Cross-entropy between each state's target distribution and π, averaged over the states of
-    each MDP and then over MDPs (so a large MDP does not outweigh many small ones)."""
+    """Cross-entropy between each state's target distribution and π, averaged over the
+    non-terminal states of each MDP (a terminal state's actions are all worth 0), then over MDPs
+    (so a large MDP does not outweigh many small ones)."""
     per_sa = -(g.policy_target * log_pi)
     per_state = segment_sum(per_sa, g.sa_state, g.n_states)
-    per_graph = segment_sum(per_state, g.state_graph, g.n_graphs) / g.graph_states.to(log_pi.dtype)
-    return per_graph.mean()
+    live = (~g.state_terminal).to(log_pi.dtype) if g.state_terminal is not None \
+        else torch.ones_like(per_state)
+    per_graph = segment_sum(per_state * live, g.state_graph, g.n_graphs)
+    return (per_graph / segment_sum(live, g.state_graph, g.n_graphs).clamp_min(1.0)).mean()
 
 
 def value_loss(values: torch.Tensor, g: GraphBatch) -> torch.Tensor:

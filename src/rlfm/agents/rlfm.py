@@ -1,0 +1,64 @@
+"""The rlfm agent: the pretrained network as a learner, with no per-task tuning.
+
+It keeps the sufficient statistic, asks the network for policy logits after every episode, and
+explores from the network's own uncertainty. `exploration`:
+  "gumbel" (default)  one deterministic policy per episode: argmax of logits + Gumbel noise drawn
+                      once per episode, i.e. each state's action is sampled from π(.|s) and kept
+                      for the whole episode (in the spirit of posterior sampling);
+  "sample"            a fresh action from π(.|s) at every step;
+  "greedy"            argmax π(.|s) (no exploration beyond what π itself encodes).
+The exploitation policy (`policy()`, and `fit` offline) is greedy on π.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rlfm.agents.base import ModelBasedAgent, register
+from rlfm.errors import RlfmError
+
+EXPLORATION = ("gumbel", "sample", "greedy")
+_MODELS: dict = {}  # one loaded network per checkpoint path and process
+
+
+def load_network(checkpoint: str | None = None):
+    """The network of `checkpoint` (default: the one shipped in the package), cached."""
+    from rlfm.checkpoint import load_model, pretrained_path
+
+    path = Path(checkpoint) if checkpoint else pretrained_path()
+    key = str(path.resolve())
+    if key not in _MODELS:
+        _MODELS[key] = load_model(path)
+    return _MODELS[key]
+
+
+@register("rlfm")
+class RLFMAgent(ModelBasedAgent):
+    TUNING_GRID: dict = {}  # one checkpoint, one setting, everywhere
+
+    def __init__(self, n_states, n_actions, horizon, seed=0, checkpoint: str | None = None,
+                 exploration: str = "gumbel"):
+        if exploration not in EXPLORATION:
+            raise RlfmError(f"rlfm: exploration must be one of {', '.join(EXPLORATION)}, "
+                            f"got {exploration!r}")
+        self.network = load_network(checkpoint)
+        self.exploration = exploration
+        super().__init__(n_states, n_actions, horizon, seed)
+
+    def plan(self) -> None:
+        self.logits = self.network.logits(self.stats, self.horizon)
+        if self.exploration == "gumbel":
+            self.noisy = self.logits + self.rng.gumbel(size=self.logits.shape)
+
+    def act(self, state: int, step: int) -> int:
+        if self.exploration == "gumbel":
+            return int(self.noisy[state].argmax())
+        if self.exploration == "sample":
+            p = np.exp(self.logits[state] - self.logits[state].max())
+            return int(self.rng.choice(self.n_actions, p=p / p.sum()))
+        return int(self.logits[state].argmax())
+
+    def policy(self) -> np.ndarray:
+        return self.logits.argmax(axis=1)

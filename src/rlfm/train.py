@@ -1,0 +1,319 @@
+"""Pretraining: stream synthetic MDPs from the prior, fit the policy (and value) targets.
+
+    rlfm train --config configs/rlfm-v0.toml --out runs/v0 [--resume]
+    torchrun --nproc_per_node 2 -m rlfm.train --config ... --out ...     # DDP over gloo (CPU)
+
+AdamW with linear warm-up then cosine decay, gradient clipping; periodic validation on held-out
+prior seeds and on public-suite MDPs (score of the greedy policy from the statistic of random
+data, next to CE-VI on the same data); CSV log; atomic checkpoints (`latest` every
+`checkpoint_every` steps with the optimizer state, so `--resume` loses at most one interval;
+`model` at the end). Configuration is plain data: a TOML file, see configs/.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from rlfm.checkpoint import load_tensors, read_config, save_model, save_tensors
+from rlfm.errors import CheckpointError, RlfmError
+from rlfm.features import GraphBatch
+from rlfm.io import atomic_write_text
+from rlfm.model import RLFM, ModelConfig, policy_loss, value_loss
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    value_weight: float = 0.2
+    workers: int = 1                 # data-generating processes (0: in the training process)
+    threads: int = 1                 # torch threads of the training process
+    log_every: int = 20
+    checkpoint_every: int = 200
+    eval_every: int = 500
+
+
+@dataclass
+class ValidationConfig:
+    prior_examples: int = 64
+    prior_seed: int = 1_000_003      # a stream never used for training (training seeds are small)
+    suite: list[str] = field(default_factory=lambda: ["FrozenLake-v1", "rlfm/RiverSwim-v0",
+                                                      "rlfm/NChain-v0", "rlfm/Garnet20-v0"])
+    suite_episodes: int = 100        # episodes of uniform-random data for the suite check
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    prior: dict = field(default_factory=dict)   # overrides of the default prior (priors.config)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None) -> RunConfig:
+        if path is None:
+            return cls()
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise RlfmError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise RlfmError(f"{path}: invalid TOML ({e})") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> RunConfig:
+        unknown = set(data) - {"model", "train", "validation", "prior"}
+        if unknown:
+            raise RlfmError(f"{source}: unknown table(s) {sorted(unknown)}")
+        try:
+            return cls(model=ModelConfig(**data.get("model", {})),
+                       train=TrainConfig(**data.get("train", {})),
+                       validation=ValidationConfig(**data.get("validation", {})),
+                       prior=data.get("prior", {}))
+        except TypeError as e:
+            raise RlfmError(f"{source}: {e}") from None
+
+    def to_dict(self) -> dict:
+        return {"model": asdict(self.model), "train": asdict(self.train),
+                "validation": asdict(self.validation), "prior": copy.deepcopy(self.prior)}
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to 10% of it at cfg.steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def compute_loss(model, batch: GraphBatch, value_weight: float):
+    logits, values = model(batch)
+    from rlfm.model import segment_log_softmax
+
+    log_pi = segment_log_softmax(logits, batch.sa_state, batch.n_states)
+    p_loss = policy_loss(log_pi, batch)
+    v_loss = value_loss(values, batch)
+    return p_loss + value_weight * v_loss, p_loss.detach(), v_loss.detach()
+
+
+# ---- optimizer state as safetensors + JSON (never pickle) -------------------------------------
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    state = opt.state_dict()
+    tensors = {f"{i}.{k}": v for i, s in state["state"].items() for k, v in s.items()
+               if isinstance(v, torch.Tensor)}
+    groups = [{k: v for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, {"param_groups": groups}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+# ---- validation --------------------------------------------------------------------------------
+def validation_set(cfg: RunConfig):
+    """Held-out prior examples (with their true MDPs) and suite statistics from random data."""
+    from rlfm import envs
+    from rlfm.evaluate import collect_dataset
+    from rlfm.features import encode
+    from rlfm.mdp import ScoreReference
+    from rlfm.priors.config import load_config
+    from rlfm.priors.dataset import example_rng
+    from rlfm.priors.sampler import sample_example
+
+    prior = load_config(cfg.prior or None)
+    examples = [sample_example(example_rng(cfg.validation.prior_seed, i), prior, keep_mdp=True)
+                for i in range(cfg.validation.prior_examples)]
+    prior_set = [(ex.mdp, ex.stats, ScoreReference.of(ex.mdp)) for ex in examples]
+    suite_set = []
+    for env_id in cfg.validation.suite:
+        env = envs.make(env_id)
+        mdp = envs.load_mdp(env_id)
+        stats = collect_dataset(env, mdp, "uniform", cfg.validation.suite_episodes, seed=0)
+        suite_set.append((env_id, mdp, stats, ScoreReference.of(mdp)))
+    del encode
+    return prior_set, suite_set
+
+
+@torch.no_grad()
+def validate(model: RLFM, prior_set, suite_set) -> dict:
+    from rlfm.mdp import evaluate_policy
+
+    model.eval()
+    scores = [ref.normalise(evaluate_policy(mdp, model.policy(stats, mdp.horizon).argmax(1)))
+              for mdp, stats, ref in prior_set]
+    metrics = {"val_prior_score": float(np.mean(scores))}
+    for env_id, mdp, stats, ref in suite_set:
+        greedy = model.policy(stats, mdp.horizon).argmax(1)
+        metrics[f"val_{env_id}"] = ref.normalise(evaluate_policy(mdp, greedy))
+    model.train()
+    return metrics
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=print) -> Path:
+    out = Path(out)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = 0
+    if distributed:
+        dist.init_process_group("gloo")
+        rank = dist.get_rank()
+    main = rank == 0
+    tc = cfg.train
+    torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    model = RLFM(cfg.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    step = 0
+    latest = out / "latest"
+    if resume:
+        if (out / "latest.json").exists():
+            step = _restore(model, opt, out)
+            log(f"resumed from {latest} at step {step}")
+        else:
+            log(f"nothing to resume in {out}: starting from scratch")
+    elif (out / "latest.json").exists():
+        raise RlfmError(f"{out} already holds a training run; pass --resume or another --out")
+    ddp_model = DistributedDataParallel(model) if distributed else model
+
+    from rlfm.priors.dataset import PriorDataset
+
+    data = PriorDataset(seed=tc.seed * 1000 + rank, config=cfg.prior or None,
+                        batch_size=tc.batch_size, start=step)
+    loader = DataLoader(data, batch_size=None, num_workers=tc.workers,
+                        persistent_workers=tc.workers > 0, prefetch_factor=4 if tc.workers else None)
+    prior_set, suite_set = validation_set(cfg) if main else ([], [])
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
+    history = _read_history(out) if main else []
+    started, seen = time.perf_counter(), 0
+    model.train()
+    for batch in loader:
+        if step >= tc.steps:
+            break
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, tc)
+        loss, p_loss, v_loss = compute_loss(ddp_model, batch, tc.value_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        step += 1
+        seen += batch.n_graphs
+        if main and (step % tc.log_every == 0 or step == tc.steps):
+            rate = seen / (time.perf_counter() - started)
+            row = {"step": step, "lr": opt.param_groups[0]["lr"], "loss": loss.item(),
+                   "policy_loss": p_loss.item(), "value_loss": v_loss.item(),
+                   "grad_norm": float(grad_norm), "mdps_per_s": rate}
+            if step % tc.eval_every == 0 or step == tc.steps:
+                row.update(validate(model, prior_set, suite_set))
+                history.append(row)
+            _append_csv(out / "log.csv", row)
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in row.items()))
+        if main and (step % tc.checkpoint_every == 0 or step == tc.steps):
+            _checkpoint(model, opt, step, cfg, out, history)
+    if main:
+        final = save_model(model, out / "model", training=cfg.to_dict(), steps=step,
+                           validation=history, metrics=history[-1] if history else {},
+                           hardware=_hardware(), wall_time_s=time.perf_counter() - started)
+        log(f"wrote {final}")
+    if distributed:
+        dist.destroy_process_group()
+    return out / "model.safetensors"
+
+
+def _checkpoint(model, opt, step, cfg, out: Path, history) -> None:
+    tensors, meta = _optimizer_tensors(opt)
+    save_tensors(tensors, out / "optimizer.safetensors")
+    save_model(model, out / "latest", training=cfg.to_dict(), steps=step, validation=history,
+               optimizer={"step": step, **meta})
+
+
+def _restore(model, opt, out: Path) -> int:
+    config = read_config(out / "latest")
+    from rlfm.checkpoint import load_model
+
+    model.load_state_dict(load_model(out / "latest").state_dict())
+    meta = config.get("optimizer") or {}
+    try:
+        _load_optimizer(opt, load_tensors(out / "optimizer.safetensors", None), meta)
+    except (CheckpointError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{out}: cannot restore the optimizer state ({e})") from None
+    return int(config["steps"])
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    """Append a row; the header is the union of keys seen (validation rows have more)."""
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    rows.append({k: v for k, v in row.items()})
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _read_history(out: Path) -> list[dict]:
+    try:
+        return read_config(out / "latest").get("validation", [])
+    except CheckpointError:
+        return []
+
+
+def _hardware() -> str:
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point for `python -m rlfm.train` (and torchrun)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="rlfm.train")
+    parser.add_argument("--config")
+    parser.add_argument("--out", default="runs/train")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        train(RunConfig.load(args.config), args.out, args.resume)
+    except RlfmError as e:
+        print(f"rlfm: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

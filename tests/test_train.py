@@ -1,0 +1,79 @@
+"""Pretraining: a tiny run end to end, resume after an interruption, and DDP over 2 processes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlfm import RlfmError
+from rlfm.checkpoint import load_model
+from rlfm.train import RunConfig, learning_rate, train
+
+TINY = Path(__file__).parent.parent / "configs" / "tiny.toml"
+
+
+def weights(path):
+    return load_model(path).state_dict()
+
+
+def test_tiny_run_writes_model_log_and_checkpoints(tmp_path):
+    train(RunConfig.load(TINY), tmp_path, log=lambda _: None)
+    assert (tmp_path / "log.csv").read_text().count("\n") == 4  # header + steps 2, 4, 6
+    model = load_model(tmp_path / "model")
+    assert model.checkpoint_info["steps"] == 6
+    assert "val_prior_score" in model.checkpoint_info["metrics"]
+    with pytest.raises(RlfmError, match="already holds a training run"):
+        train(RunConfig.load(TINY), tmp_path, log=lambda _: None)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
+    cfg = RunConfig.load(TINY)
+    train(cfg, tmp_path / "straight", log=lambda _: None)
+
+    def interrupt(line):
+        if line.startswith("step=4"):
+            raise Stop  # after the checkpoint of step 3, before the one of step 6
+
+    with pytest.raises(Stop):
+        train(cfg, tmp_path / "cut", log=interrupt)
+    assert not (tmp_path / "cut" / "model.json").exists()
+    messages = []
+    train(cfg, tmp_path / "cut", resume=True, log=messages.append)
+    assert any("resumed" in m and "step 3" in m for m in messages)
+    for (k, a), (_, b) in zip(weights(tmp_path / "straight" / "model").items(),
+                              weights(tmp_path / "cut" / "model").items(), strict=True):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_learning_rate_schedule():
+    tc = RunConfig().train
+    assert learning_rate(0, tc) == pytest.approx(tc.lr / tc.warmup_steps)
+    assert learning_rate(tc.warmup_steps, tc) == pytest.approx(tc.lr)
+    assert learning_rate(tc.steps, tc) == pytest.approx(0.1 * tc.lr)
+
+
+def test_bad_config_is_refused(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[model]\nwidht = 3\n")
+    with pytest.raises(RlfmError, match="widht"):
+        RunConfig.load(path)
+    path.write_text("[model\n")
+    with pytest.raises(RlfmError, match="invalid TOML"):
+        RunConfig.load(path)
+
+
+def test_ddp_two_processes(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29533", "-m", "rlfm.train", "--config", str(TINY),
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert load_model(tmp_path / "model").checkpoint_info["steps"] == 6
