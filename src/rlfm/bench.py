@@ -28,9 +28,10 @@ def slug(env_id: str) -> str:
 def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents: list[str],
               seeds: int = 10, episodes_scale: float = 1.0,
               dataset_episodes=evaluate.DEFAULT_DATASET_EPISODES, workers: int = 1,
-              force: bool = False, envs: list[str] | None = None,
+              force: bool = False, envs: list[str] | None = None, fixed: dict | None = None,
               log: Callable[[str], None] = print) -> str:
-    """Run the suite; returns (and writes to out/SUMMARY.md) the markdown summary."""
+    """Run the suite; returns (and writes to out/SUMMARY.md) the markdown summary. A cell that
+    already has results gets only the agents it lacks (merged in), unless `force`."""
     if suite not in SUITES:
         raise RlfmError(f"unknown suite {suite!r}; available: {', '.join(SUITES)}")
     budgets = SUITES[suite]
@@ -40,21 +41,39 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
     for env_id in envs or budgets:
         episodes = max(1, round(budgets[env_id] * episodes_scale))
         cell = out / slug(env_id) / "online"
-        if force or not (cell / "results.json").exists():
-            log(f"online  {env_id}: {episodes} episodes x {seeds} seeds")
-            results = evaluate.run_online(env_id, online_agents, episodes, seeds, tune=True,
-                                          workers=workers)
-            _save(results, cell, plot_online)
+        missing, previous = _missing(cell, online_agents, force)
+        if missing:
+            log(f"online  {env_id}: {', '.join(missing)}: {episodes} episodes x {seeds} seeds")
+            results = evaluate.run_online(env_id, missing, episodes, seeds, tune=True,
+                                          workers=workers, fixed=fixed)
+            _save(_merge(previous, results), cell, plot_online)
         for behavior in BEHAVIORS:
             cell = out / slug(env_id) / f"offline-{behavior}"
-            if force or not (cell / "results.json").exists():
-                log(f"offline {env_id}: {behavior} behaviour x {seeds} seeds")
-                results = evaluate.run_offline(env_id, offline_agents, behavior, dataset_episodes,
-                                               seeds, tune=True, workers=workers)
-                _save(results, cell, plot_offline)
+            missing, previous = _missing(cell, offline_agents, force)
+            if missing:
+                log(f"offline {env_id}: {', '.join(missing)}: {behavior} behaviour x {seeds} seeds")
+                results = evaluate.run_offline(env_id, missing, behavior, dataset_episodes,
+                                               seeds, tune=True, workers=workers, fixed=fixed)
+                _save(_merge(previous, results), cell, plot_offline)
     summary = summarize(out, envs or list(budgets))
     atomic_write_text(out / "SUMMARY.md", summary)
     return summary
+
+
+def _missing(cell: Path, names: list[str], force: bool) -> tuple[list[str], dict | None]:
+    """The agents a cell still lacks, and its previous results (None when rerun from scratch)."""
+    previous = None if force else _read(cell)
+    if previous is None:
+        return list(names), None
+    return [n for n in names if n not in previous["agents"]], previous
+
+
+def _merge(previous: dict | None, new: dict) -> dict:
+    if previous is None:
+        return new
+    merged = dict(previous)
+    merged["agents"] = {**previous["agents"], **new["agents"]}
+    return merged
 
 
 def _save(results: dict, cell: Path, plot) -> None:

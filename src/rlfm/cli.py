@@ -21,6 +21,7 @@ ENV_HELP = "Gymnasium id (Discrete spaces) or MDP .npz file"
 DEFAULT_ONLINE = "ucbvi,psrl,qlearning"
 DEFAULT_OFFLINE = "vilcb,cevi"
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
+CHECKPOINT_HELP = "model checkpoint for the rlfm agent (default: the one shipped)"
 DEMO_ENV, DEMO_EPISODES, DEMO_SEEDS = "FrozenLake8x8-v1", 150, 4
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -60,6 +61,16 @@ def solve(env: str = typer.Argument(..., help=ENV_HELP),
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _fixed(checkpoint: Path | None) -> dict:
+    """Knobs fixed by the command line: the rlfm agent's checkpoint (checked before any work)."""
+    if checkpoint is None:
+        return {}
+    from rlfm.checkpoint import read_config
+
+    read_config(checkpoint)
+    return {"rlfm": {"checkpoint": str(checkpoint)}}
 
 
 def _agent_names(text: str) -> list[str]:
@@ -140,6 +151,7 @@ def online(env: str = typer.Argument(..., help=ENV_HELP),
            tune: bool = typer.Option(False, help="also report baselines at their best grid knob"),
            workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
            out: Path | None = typer.Option(None, help="directory for results.json, plot, table"),
+           checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
            ) -> None:
     """Online protocol (SPEC §3): learning curves scored exactly after every episode."""
     from rlfm import evaluate
@@ -148,7 +160,7 @@ def online(env: str = typer.Argument(..., help=ENV_HELP),
     n_tasks = len(names) * seeds * (2 if tune else 1)
     with _progress(n_tasks, f"online {env}") as advance:
         results = evaluate.run_online(env, names, episodes, seeds, tune=tune, workers=workers,
-                                      progress=advance)
+                                      progress=advance, fixed=_fixed(checkpoint))
     _write_outputs(results, out, online_table(results))
 
 
@@ -163,6 +175,7 @@ def offline(env: str = typer.Argument(..., help=ENV_HELP),
             tune: bool = typer.Option(False, help="also report baselines at their best grid knob"),
             workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
             out: Path | None = typer.Option(None, help="directory for results.json, plot, table"),
+            checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
             ) -> None:
     """Offline protocol (SPEC §3): each agent learns from a fixed dataset; scored exactly."""
     from rlfm import evaluate
@@ -173,7 +186,7 @@ def offline(env: str = typer.Argument(..., help=ENV_HELP),
 
         mdp = evaluate.load_env_mdp(env)
         stats, n_episodes = load_dataset(dataset, mdp.n_states, mdp.n_actions)
-        results = evaluate.run_offline_dataset(env, names, stats, n_episodes)
+        results = evaluate.run_offline_dataset(env, names, stats, n_episodes, _fixed(checkpoint))
     else:
         try:
             sizes = [int(d) for d in _split(dataset_episodes)]
@@ -182,7 +195,8 @@ def offline(env: str = typer.Argument(..., help=ENV_HELP),
                 from None
         with _progress(len(sizes) * seeds * (2 if tune else 1), f"offline {env}") as advance:
             results = evaluate.run_offline(env, names, behavior, sizes, seeds, tune=tune,
-                                           workers=workers, progress=advance)
+                                           workers=workers, progress=advance,
+                                           fixed=_fixed(checkpoint))
     _write_outputs(results, out, offline_table(results))
 
 
@@ -196,6 +210,7 @@ def bench(suite: str = typer.Option("public", help="benchmark suite"),
           episodes_scale: float = typer.Option(1.0, min=0.01, help="scale the online budgets"),
           workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
           force: bool = typer.Option(False, help="rerun cells that already have results"),
+          checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
           ) -> None:
     """Run the whole protocol on a suite (resumable); regenerate benchmarks/RESULTS.md when run
     from a checkout of the repository."""
@@ -205,7 +220,7 @@ def bench(suite: str = typer.Option("public", help="benchmark suite"),
     summary = run_suite(suite, out, online_agents=_agent_names(online_agents),
                         offline_agents=_agent_names(offline_agents), seeds=seeds,
                         episodes_scale=episodes_scale, workers=workers, force=force, envs=env,
-                        log=lambda msg: console.print(f"[bold]bench[/] {msg}"))
+                        fixed=_fixed(checkpoint), log=lambda msg: console.print(f"[bold]bench[/] {msg}"))
     command = " ".join(["rlfm", *sys.argv[1:]])
     section = (f"## Suite `{suite}`: baselines, online and offline\n\n`{command}`; results, "
                f"plots and this summary under `{out}/`.\n\n{summary}")
@@ -221,10 +236,11 @@ def demo(out: Path = typer.Option(Path("results/demo"), help="directory for the 
          episodes: int = typer.Option(DEMO_EPISODES, min=1, help="episodes per run"),
          seeds: int = typer.Option(DEMO_SEEDS, min=1, help="seeds per agent"),
          workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
+         checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
          ) -> None:
     """The quick showcase: the online protocol on FrozenLake 8x8 (a table and a plot)."""
     online(env=DEMO_ENV, agents=DEFAULT_ONLINE, episodes=episodes, seeds=seeds, tune=False,
-           workers=workers, out=out)
+           workers=workers, out=out, checkpoint=checkpoint)
 
 
 @app.command()

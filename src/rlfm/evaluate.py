@@ -199,15 +199,25 @@ def tuning_candidates(name: str) -> list[tuple]:
             for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
-               tune: bool = False, workers: int = 1, progress=None) -> dict:
-    """Online protocol: every named agent at its defaults; with `tune`, also every tunable
-    baseline at the grid value with the best AUC on TUNING_SEEDS seeds (reported on all seeds)."""
-    names = list(names)
+def default_specs(names: Iterable[str], fixed: dict | None = None) -> list[AgentSpec]:
+    """One AgentSpec per name, with the fixed knobs given for it (e.g. rlfm's checkpoint)."""
+    fixed = fixed or {}
+    specs = []
     for name in names:
         agents.agent_class(name)  # fail early on an unknown name
+        specs.append(AgentSpec(name, tuple(sorted(fixed.get(name, {}).items())), name))
+    return specs
+
+
+def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
+               tune: bool = False, workers: int = 1, progress=None,
+               fixed: dict | None = None) -> dict:
+    """Online protocol: every named agent at its defaults (plus `fixed[name]` knobs); with
+    `tune`, also every tunable baseline at the grid value with the best AUC on TUNING_SEEDS
+    seeds (reported on all seeds)."""
+    names = list(names)
+    specs = default_specs(names, fixed)
     mdp = load_env_mdp(env_id)
-    specs = [AgentSpec(name) for name in names]
     if tune:
         specs += _tuned_specs(names, lambda candidates: _best_online(
             env_id, candidates, episodes, min(seeds, TUNING_SEEDS), workers, progress))
@@ -240,20 +250,18 @@ def _tuned_specs(names, pick_best) -> list[AgentSpec]:
 
 def run_offline(env_id: str, names: Iterable[str], behavior: str,
                 dataset_episodes: Iterable[int], seeds: int, *, tune: bool = False,
-                workers: int = 1, progress=None) -> dict:
+                workers: int = 1, progress=None, fixed: dict | None = None) -> dict:
     """Offline protocol: for each dataset size D and seed, one dataset of D episodes of the
     behaviour; every agent fits it and its policy is scored exactly. With `tune`, tunable
     baselines are also reported at the knob with the best mean score over all D (per env)."""
     names = list(names)
     if behavior not in BEHAVIOR_EPSILON:
         raise RlfmError(f"unknown behaviour {behavior!r}; choose from {', '.join(BEHAVIOR_EPSILON)}")
-    for name in names:
-        agents.agent_class(name)
+    specs = default_specs(names, fixed)
     sizes = [int(d) for d in dataset_episodes]
     if not sizes or min(sizes) < 1:
         raise RlfmError("dataset sizes must be positive numbers of episodes")
     mdp = load_env_mdp(env_id)
-    specs = [AgentSpec(name) for name in names]
     if tune:
         specs += _tuned_specs(names, lambda candidates: _best_offline(
             env_id, candidates, behavior, sizes, min(seeds, TUNING_SEEDS), workers, progress))
@@ -279,16 +287,17 @@ def _best_offline(env_id, candidates, behavior, sizes, seeds, workers, progress)
 
 
 def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
-                        n_episodes: int | None) -> dict:
+                        n_episodes: int | None, fixed: dict | None = None) -> dict:
     """Offline protocol on the user's own dataset: each agent fits it once; scored exactly."""
     mdp = load_env_mdp(env_id)
     reference = ScoreReference.of(mdp)
     results = {}
-    for name in names:
-        policy = _fit(AgentSpec(name), mdp, stats, seed=0)
-        results[name] = {"knobs": {}, "behavior": "dataset", "dataset_episodes": [n_episodes],
-                         "score": [reference.normalise(evaluate_policy(mdp, policy))],
-                         "score_std": [0.0], "seeds": 1}
+    for spec in default_specs(names, fixed):
+        policy = _fit(spec, mdp, stats, seed=0)
+        results[spec.title] = {"knobs": dict(spec.knobs), "behavior": "dataset",
+                               "dataset_episodes": [n_episodes],
+                               "score": [reference.normalise(evaluate_policy(mdp, policy))],
+                               "score_std": [0.0], "seeds": 1}
     return _envelope(env_id, "offline", mdp, results)
 
 

@@ -1,0 +1,78 @@
+"""The rlfm agent: exploration modes, determinism, offline fit, checkpoint errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import rlfm
+from rlfm import RlfmError
+from rlfm.checkpoint import save_model
+from rlfm.evaluate import collect_dataset, online_run
+from rlfm.model import RLFM, ModelConfig
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_model(RLFM(ModelConfig(width=16, steps=2)), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("exploration", ["gumbel", "sample", "greedy"])
+def test_online_is_deterministic_for_a_seed(checkpoint, exploration):
+    env = rlfm.envs.make("rlfm/RiverSwim-v0")
+    mdp = rlfm.TabularMDP.from_gymnasium(env)
+    runs = [online_run(env, mdp, rlfm.agents.make("rlfm", 6, 2, horizon=20, seed=3,
+                                                   checkpoint=checkpoint, exploration=exploration),
+                       episodes=5, seed=3) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].scores, runs[1].scores)
+    np.testing.assert_array_equal(runs[0].returns, runs[1].returns)
+
+
+def test_gumbel_policy_is_fixed_within_an_episode(checkpoint):
+    agent = rlfm.agents.make("rlfm", 6, 2, horizon=20, seed=0, checkpoint=checkpoint)
+    first = [agent.act(s, 0) for s in range(6)]
+    assert [agent.act(s, 7) for s in range(6)] == first
+    draws = set()
+    for _ in range(30):
+        agent.end_episode()
+        draws.add(tuple(agent.act(s, 0) for s in range(6)))
+    assert len(draws) > 1  # a new deterministic policy each episode
+
+
+def test_offline_fit_returns_greedy_policy(checkpoint):
+    env = rlfm.envs.make("FrozenLake-v1")
+    mdp = rlfm.TabularMDP.from_gymnasium(env)
+    stats = collect_dataset(env, mdp, "expert", 20, seed=0)
+    agent = rlfm.agents.make("rlfm", 16, 4, horizon=mdp.horizon, checkpoint=checkpoint)
+    policy = agent.fit(stats)
+    assert policy.shape == (16,)
+    np.testing.assert_array_equal(policy, agent.network.logits(stats, mdp.horizon).argmax(1))
+
+
+def test_bad_knobs_and_checkpoints(checkpoint, tmp_path):
+    with pytest.raises(RlfmError, match="exploration"):
+        rlfm.agents.make("rlfm", 2, 2, horizon=5, checkpoint=checkpoint, exploration="boltzmann")
+    with pytest.raises(RlfmError, match="no such file"):
+        rlfm.agents.make("rlfm", 2, 2, horizon=5, checkpoint=str(tmp_path / "absent"))
+
+
+def test_cli_checkpoint_option(checkpoint, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rlfm", "online", "rlfm/NChain-v0", "--agents",
+                          "rlfm", "--episodes", "3", "--seeds", "2", "--checkpoint", checkpoint,
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    entry = json.loads((tmp_path / "results.json").read_text())["agents"]["rlfm"]
+    assert entry["knobs"] == {"checkpoint": checkpoint}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    out = subprocess.run([sys.executable, "-m", "rlfm", "online", "rlfm/NChain-v0", "--agents",
+                          "rlfm", "--checkpoint", str(bad)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0 and "not valid JSON" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
