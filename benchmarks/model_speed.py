@@ -1,0 +1,68 @@
+"""Speed of the shipped model on ONE CPU core: checkpoint load time, and the time to get a
+policy from a statistic (featurisation + network), for FrozenLake 8x8, Taxi and a 2,000-state
+grid. SPEC §6 targets: <= 5 ms for FrozenLake 8x8, <= 50 ms for Taxi.
+
+    python benchmarks/model_speed.py [--checkpoint FILE]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+import rlfm  # noqa: E402
+from rlfm.checkpoint import load_model, pretrained_path  # noqa: E402
+from rlfm.evaluate import collect_dataset  # noqa: E402
+from rlfm.features import collate, encode  # noqa: E402
+
+from common import best_time, machine, write_section  # noqa: E402
+from solver_speed import big_grid  # noqa: E402  (a sibling script)
+
+
+def main(checkpoint) -> str:
+    torch.set_num_threads(1)
+    path = checkpoint or pretrained_path()
+    start = time.perf_counter()
+    model = load_model(path)
+    load_s = time.perf_counter() - start
+    cases = []
+    for name, env_id in (("FrozenLake 8x8", "FrozenLake8x8-v1"), ("Taxi", "Taxi-v3")):
+        env = rlfm.envs.make(env_id)
+        cases.append((name, rlfm.TabularMDP.from_gymnasium(env), env))
+    grid = big_grid()
+    cases.append(("Grid 40x50", grid, rlfm.envs.TabularEnv(grid)))
+    n_params = sum(p.numel() for p in model.parameters())
+    lines = ["## Model speed", "",
+             f"`python benchmarks/model_speed.py` on {machine()}, one thread; checkpoint "
+             f"`{os.path.basename(path)}` ({n_params:,} parameters) loads in "
+             f"{load_s * 1e3:.0f} ms. Statistic: 100 episodes of uniform-random data. Best of "
+             "5 calls.", "",
+             "| MDP | S | A | H | observed (s,a,s') | featurise | network | policy total | target |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    targets = {"FrozenLake 8x8": "≤ 5 ms", "Taxi": "≤ 50 ms"}
+    for name, mdp, env in cases:
+        stats = collect_dataset(env, mdp, "uniform", 100, seed=0)
+        featurise = best_time(lambda s=stats, h=mdp.horizon: encode(s, h))
+        graph = collate([encode(stats, mdp.horizon)])
+        with torch.inference_mode():
+            network = best_time(lambda g=graph: model(g))
+        total = best_time(lambda s=stats, h=mdp.horizon: model.policy(s, h))
+        lines.append(f"| {name} | {mdp.n_states} | {mdp.n_actions} | {mdp.horizon} | "
+                     f"{stats.n_distinct_transitions:,} | {featurise * 1e3:.1f} ms | "
+                     f"{network * 1e3:.1f} ms | {total * 1e3:.1f} ms | {targets.get(name, '—')} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None)
+    text = main(parser.parse_args().checkpoint)
+    write_section("40_model_speed", text)
+    print(text)
