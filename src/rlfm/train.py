@@ -144,7 +144,6 @@ def validation_set(cfg: RunConfig):
     """Held-out prior examples (with their true MDPs) and suite statistics from random data."""
     from rlfm import envs
     from rlfm.evaluate import collect_dataset
-    from rlfm.features import encode
     from rlfm.mdp import ScoreReference
     from rlfm.priors.config import load_config
     from rlfm.priors.dataset import example_rng
@@ -160,8 +159,23 @@ def validation_set(cfg: RunConfig):
         mdp = envs.load_mdp(env_id)
         stats = collect_dataset(env, mdp, "uniform", cfg.validation.suite_episodes, seed=0)
         suite_set.append((env_id, mdp, stats, ScoreReference.of(mdp)))
-    del encode
     return prior_set, suite_set
+
+
+def cevi_reference(prior_set, suite_set) -> dict:
+    """The validation metrics of certainty-equivalent value iteration on the same statistics,
+    acting with its first-step plan as a stationary policy as the network does: the bar the
+    network must clear (it sees that plan among its features)."""
+    from rlfm.mdp import backward_induction, evaluate_policy
+
+    def score(mdp, stats, ref):
+        return ref.normalise(evaluate_policy(mdp, backward_induction(
+            stats.empirical_mdp(mdp.horizon)).policy[0]))
+
+    metrics = {"val_prior_score": float(np.mean([score(*item) for item in prior_set]))}
+    for env_id, mdp, stats, ref in suite_set:
+        metrics[f"val_{env_id}"] = score(mdp, stats, ref)
+    return metrics
 
 
 @torch.no_grad()
@@ -212,9 +226,12 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     loader = DataLoader(data, batch_size=None, num_workers=tc.workers,
                         persistent_workers=tc.workers > 0, prefetch_factor=4 if tc.workers else None)
     prior_set, suite_set = validation_set(cfg) if main else ([], [])
+    reference = cevi_reference(prior_set, suite_set) if main else {}
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        log("CE-VI on the validation statistics: " +
+            " ".join(f"{k}={v:.3f}" for k, v in reference.items()))
     history = _read_history(out) if main else []
     started, seen = time.perf_counter(), 0
     model.train()
@@ -246,6 +263,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     if main:
         final = save_model(model, out / "model", training=cfg.to_dict(), steps=step,
                            validation=history, metrics=history[-1] if history else {},
+                           validation_cevi=reference,
                            hardware=_hardware(), wall_time_s=time.perf_counter() - started)
         log(f"wrote {final}")
     if distributed:
