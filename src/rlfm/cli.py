@@ -8,6 +8,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +23,13 @@ DEFAULT_ONLINE = "ucbvi,psrl,qlearning"
 DEFAULT_OFFLINE = "vilcb,cevi"
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 CHECKPOINT_HELP = "model checkpoint for the rlfm agent (default: the one shipped)"
+# Options shared by several commands.
+Env = Annotated[str, typer.Argument(help=ENV_HELP)]
+Seeds = Annotated[int, typer.Option(min=1, help="independent runs (seeds) per cell")]
+Workers = Annotated[int, typer.Option(min=1, help="worker processes")]
+Out = Annotated[Path | None, typer.Option(help="directory for results.json, plot, table")]
+Checkpoint = Annotated[Path | None, typer.Option(help=CHECKPOINT_HELP)]
+Tune = Annotated[bool, typer.Option(help="also report baselines at their best grid knob")]
 DEMO_ENV, DEMO_EPISODES, DEMO_SEEDS = "FrozenLake8x8-v1", 150, 4
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -38,7 +46,7 @@ app.add_typer(prior_app, name="prior")
 
 
 @app.command()
-def solve(env: str = typer.Argument(..., help=ENV_HELP),
+def solve(env: Env,
           as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
     """The exact optimum of ENV by backward induction, and the uniform policy's return."""
     from rlfm.envs import load_mdp
@@ -144,15 +152,11 @@ def _knobs(knobs: dict) -> str:
 
 
 @app.command()
-def online(env: str = typer.Argument(..., help=ENV_HELP),
+def online(env: Env,
            agents: str = typer.Option(DEFAULT_ONLINE, help="comma-separated agent names"),
            episodes: int = typer.Option(100, min=1, help="episodes per run (E)"),
-           seeds: int = typer.Option(10, min=1, help="independent runs per agent"),
-           tune: bool = typer.Option(False, help="also report baselines at their best grid knob"),
-           workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
-           out: Path | None = typer.Option(None, help="directory for results.json, plot, table"),
-           checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
-           ) -> None:
+           seeds: Seeds = 10, tune: Tune = False, workers: Workers = DEFAULT_WORKERS,
+           out: Out = None, checkpoint: Checkpoint = None) -> None:
     """Online protocol (SPEC §3): learning curves scored exactly after every episode."""
     from rlfm import evaluate
 
@@ -165,18 +169,14 @@ def online(env: str = typer.Argument(..., help=ENV_HELP),
 
 
 @app.command()
-def offline(env: str = typer.Argument(..., help=ENV_HELP),
+def offline(env: Env,
             agents: str = typer.Option(DEFAULT_OFFLINE, help="comma-separated agent names"),
             behavior: str = typer.Option("uniform", help="uniform | medium | expert"),
             dataset_episodes: str = typer.Option("1,3,10,30,100,300",
                                                  help="comma-separated dataset sizes D"),
             dataset: str | None = typer.Option(None, help="your own .npz or Minari dataset"),
-            seeds: int = typer.Option(10, min=1, help="datasets per size"),
-            tune: bool = typer.Option(False, help="also report baselines at their best grid knob"),
-            workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
-            out: Path | None = typer.Option(None, help="directory for results.json, plot, table"),
-            checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
-            ) -> None:
+            seeds: Seeds = 10, tune: Tune = False, workers: Workers = DEFAULT_WORKERS,
+            out: Out = None, checkpoint: Checkpoint = None) -> None:
     """Offline protocol (SPEC §3): each agent learns from a fixed dataset; scored exactly."""
     from rlfm import evaluate
 
@@ -203,15 +203,14 @@ def offline(env: str = typer.Argument(..., help=ENV_HELP),
 @app.command()
 def bench(suite: str = typer.Option("public", help="benchmark suite"),
           out: Path = typer.Option(Path("benchmarks/suite"), help="directory for all results"),
-          seeds: int = typer.Option(10, min=1, help="seeds per cell"),
+          seeds: Seeds = 10,
           online_agents: str = typer.Option(DEFAULT_ONLINE, help="agents for the online protocol"),
           offline_agents: str = typer.Option(DEFAULT_OFFLINE, help="agents for the offline one"),
           env: list[str] | None = typer.Option(None, help="only these suite environments"),
           episodes_scale: float = typer.Option(1.0, min=0.01, help="scale the online budgets"),
-          workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
+          workers: Workers = DEFAULT_WORKERS,
           force: bool = typer.Option(False, help="rerun cells that already have results"),
-          checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
-          ) -> None:
+          checkpoint: Checkpoint = None) -> None:
     """Run the whole protocol on a suite (resumable); regenerate benchmarks/RESULTS.md when run
     from a checkout of the repository."""
     from rlfm.bench import assemble_results, run_suite
@@ -234,10 +233,8 @@ def bench(suite: str = typer.Option("public", help="benchmark suite"),
 @app.command()
 def demo(out: Path = typer.Option(Path("results/demo"), help="directory for the results"),
          episodes: int = typer.Option(DEMO_EPISODES, min=1, help="episodes per run"),
-         seeds: int = typer.Option(DEMO_SEEDS, min=1, help="seeds per agent"),
-         workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="worker processes"),
-         checkpoint: Path | None = typer.Option(None, help=CHECKPOINT_HELP),
-         ) -> None:
+         seeds: Seeds = DEMO_SEEDS, workers: Workers = DEFAULT_WORKERS,
+         checkpoint: Checkpoint = None) -> None:
     """The quick showcase: the online protocol on FrozenLake 8x8 (a table and a plot)."""
     online(env=DEMO_ENV, agents=DEFAULT_ONLINE, episodes=episodes, seeds=seeds, tune=False,
            workers=workers, out=out, checkpoint=checkpoint)

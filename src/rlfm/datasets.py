@@ -4,12 +4,12 @@ transition arrays `observations, actions, rewards, next_observations, terminatio
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from rlfm.errors import InvalidDataError
+from rlfm.io import read_npz
 from rlfm.stats import Statistics
 
 NPZ_KEYS = ("observations", "actions", "rewards", "next_observations", "terminations")
@@ -25,15 +25,7 @@ def load_dataset(source: str, n_states: int, n_actions: int) -> tuple[Statistics
 
 
 def _load_npz(path: Path, n_states: int, n_actions: int):
-    if not path.is_file():
-        raise InvalidDataError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise InvalidDataError(f"{path}: not an .npz file (not a zip archive)")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise InvalidDataError(f"{path}: unreadable .npz ({e})") from None
+    data = read_npz(path, InvalidDataError)
     missing = [k for k in (*NPZ_KEYS, "n_states", "n_actions") if k not in data]
     if missing:
         raise InvalidDataError(f"{path}: missing key(s) {', '.join(repr(k) for k in missing)}")

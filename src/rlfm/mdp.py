@@ -9,7 +9,6 @@ a `scipy.sparse.csr_array` for large ones, so that every solver is written once 
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,16 +127,10 @@ class TabularMDP:
     @classmethod
     def load(cls, path: str | os.PathLike) -> TabularMDP:
         """Read an MDP `.npz`; any problem raises InvalidMDPError naming the file and the fault."""
+        from rlfm.io import read_npz
+
         path = Path(path)
-        if not path.is_file():
-            raise InvalidMDPError(f"{path}: no such file")
-        if not zipfile.is_zipfile(path):
-            raise InvalidMDPError(f"{path}: not an .npz file (not a zip archive)")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-            raise InvalidMDPError(f"{path}: not a readable .npz file ({e})") from None
+        data = read_npz(path, InvalidMDPError)
         try:
             missing = [k for k in ("R", "initial", "horizon") if k not in data]
             if "P" not in data and not {"P_data", "P_indices", "P_indptr"} <= data.keys():
