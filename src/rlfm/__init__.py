@@ -1,6 +1,6 @@
 """rlfm: a reinforcement-learning foundation model for tabular MDPs."""
 
-from rlfm import envs
+from rlfm import agents, envs
 from rlfm.errors import (
     CheckpointError,
     InvalidDataError,
@@ -22,6 +22,14 @@ from rlfm.stats import Statistics
 
 __version__ = "0.1.0"
 
+
+def load_pretrained():
+    """The pretrained network shipped inside the package (no network access needed)."""
+    from rlfm.checkpoint import load_pretrained as load
+
+    return load()
+
+
 __all__ = [
     "CheckpointError",
     "InvalidDataError",
@@ -33,9 +41,11 @@ __all__ = [
     "Solution",
     "Statistics",
     "TabularMDP",
+    "agents",
     "backward_induction",
     "envs",
     "evaluate_policy",
+    "load_pretrained",
     "normalized_score",
     "value_iteration",
 ]
