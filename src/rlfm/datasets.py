@@ -29,12 +29,13 @@ def _load_npz(path: Path, n_states: int, n_actions: int):
     missing = [k for k in (*NPZ_KEYS, "n_states", "n_actions") if k not in data]
     if missing:
         raise InvalidDataError(f"{path}: missing key(s) {', '.join(repr(k) for k in missing)}")
-    _check_sizes(path, int(data["n_states"]), int(data["n_actions"]), n_states, n_actions)
+    _check_sizes(path, _count(data, "n_states", path), _count(data, "n_actions", path), n_states,
+                 n_actions)
     try:
         stats = Statistics.from_transitions(n_states, n_actions, *(data[k] for k in NPZ_KEYS))
     except InvalidDataError as e:
         raise InvalidDataError(f"{path}: {e}") from None
-    n_episodes = int(data["episodes"]) if "episodes" in data else None
+    n_episodes = _count(data, "episodes", path) if "episodes" in data else None
     return stats, n_episodes
 
 
@@ -66,6 +67,13 @@ def _load_minari(source: str, n_states: int, n_actions: int):
             raise InvalidDataError(f"{source}, episode {episode.id}: {e}") from None
         n_episodes += 1
     return stats, n_episodes
+
+
+def _count(data: dict, key: str, path) -> int:
+    value = np.asarray(data[key])
+    if value.ndim != 0 or not np.issubdtype(value.dtype, np.integer) or value < 0:
+        raise InvalidDataError(f"{path}: {key!r} must be a non-negative integer scalar")
+    return int(value)
 
 
 def _check_sizes(source, data_states, data_actions, n_states, n_actions) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlfm.limits import ensure_memory
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
@@ -33,6 +35,8 @@ def read_npz(path: str | os.PathLike, error: type[Exception]) -> dict[str, np.nd
         raise error(f"{path}: no such file")
     if not zipfile.is_zipfile(path):
         raise error(f"{path}: not an .npz file (not a zip archive)")
+    with zipfile.ZipFile(path) as archive:  # refuse before decompressing what cannot fit
+        ensure_memory(sum(info.file_size for info in archive.infolist()), f"reading {path}")
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rlfm.errors import InvalidEnvironmentError, InvalidMDPError
+from rlfm.limits import ensure_memory
 
 # An MDP built from a transition list is stored dense when small or dense enough that a dense
 # matrix product beats a sparse one, and sparse otherwise (memory grows with the non-zeros).
@@ -73,6 +74,9 @@ class TabularMDP:
     @property
     def P(self) -> np.ndarray:
         """Dense (S, A, S) transition array (materialised for a sparse MDP)."""
+        if self.is_sparse:
+            S, A = self.n_states, self.n_actions
+            ensure_memory(8.0 * S * A * S, f"a dense P of S={S}, A={A}")
         T = self._T.toarray() if self.is_sparse else self._T
         return T.reshape(self.n_states, self.n_actions, self.n_states)
 
@@ -241,6 +245,7 @@ def backward_induction(mdp: TabularMDP, R: np.ndarray | None = None) -> Solution
     `R` optionally replaces the mean rewards (e.g. a reward with an exploration bonus).
     """
     H, S, A = mdp.horizon, mdp.n_states, mdp.n_actions
+    ensure_memory(8.0 * H * S * (A + 1), f"backward induction over H={H}, S={S}, A={A}")
     R = mdp.R if R is None else R
     Q = np.empty((H, S, A))
     V = np.zeros((H + 1, S))

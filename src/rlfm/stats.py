@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rlfm.errors import InvalidDataError
+from rlfm.limits import ensure_memory
 from rlfm.mdp import TabularMDP, transitions_from_coo
 
 
@@ -32,6 +33,7 @@ class Statistics:
                                    f"{n_actions}")
         self.n_states, self.n_actions = int(n_states), int(n_actions)
         S, A = self.n_states, self.n_actions
+        ensure_memory(8.0 * (4 * S * A + S), f"a statistic of S={S}, A={A}")
         self.visits = np.zeros((S, A), np.int64)
         self.reward_sum = np.zeros((S, A))
         self.reward_sq_sum = np.zeros((S, A))

@@ -1,0 +1,106 @@
+"""Bad input never ends in a traceback or a silently wrong number; killed trainings resume;
+limits are refused before allocation (issue 7)."""
+
+import csv
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import rlfm
+from rlfm import InvalidDataError, InvalidMDPError, ResourceLimitError, RlfmError
+from rlfm.checkpoint import read_config
+from rlfm.datasets import load_dataset
+
+TINY = Path(__file__).parent.parent / "configs" / "tiny.toml"
+
+arrays = hnp.arrays(dtype=st.sampled_from([np.float64, np.int64, np.bool_]),
+                    shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4))
+# (any values of the dtype, NaN and inf included)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(contents=st.dictionaries(st.sampled_from(["P", "R", "initial", "horizon", "terminal",
+                                                 "gamma", "other"]), arrays))
+def test_fuzzed_mdp_files_load_or_fail_cleanly(tmp_path, contents):
+    path = tmp_path / "fuzz.npz"
+    np.savez(path, **contents)
+    try:
+        mdp = rlfm.TabularMDP.load(path)
+    except InvalidMDPError as e:
+        assert str(e).startswith(str(path)) and "\n" not in str(e)
+        return
+    # Whatever loads is a valid MDP.
+    assert np.allclose(mdp.P.sum(-1), 1.0) and np.isfinite(mdp.R).all() and mdp.horizon >= 1
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(contents=st.dictionaries(st.sampled_from(["observations", "actions", "rewards",
+                                                 "next_observations", "terminations",
+                                                 "n_states", "n_actions"]), arrays))
+def test_fuzzed_dataset_files_load_or_fail_cleanly(tmp_path, contents):
+    path = tmp_path / "data.npz"
+    np.savez(path, **contents)
+    try:
+        stats, _ = load_dataset(str(path), 4, 3)
+    except InvalidDataError as e:
+        assert "\n" not in str(e)
+        return
+    assert stats.visits.sum() == stats.n_transitions
+
+
+@settings(max_examples=25, deadline=None)
+@given(option=st.sampled_from(["--episodes", "--seeds", "--workers"]),
+       value=st.one_of(st.integers(-5, 0), st.text(min_size=1, max_size=4)))
+def test_fuzzed_command_line_values_fail_cleanly(option, value):
+    out = subprocess.run([sys.executable, "-m", "rlfm", "online", "rlfm/NChain-v0", option,
+                          str(value)], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+
+
+def test_memory_limits_are_refused_before_allocation():
+    with pytest.raises(ResourceLimitError, match="needs about .* TiB"):
+        rlfm.Statistics(10**9, 100)
+    mdp = rlfm.envs.classic.garnet(5, 2, 2)
+    huge_horizon = mdp.with_horizon(10**12)
+    with pytest.raises(ResourceLimitError, match="backward induction"):
+        rlfm.backward_induction(huge_horizon)
+
+
+def test_typed_exception_hierarchy():
+    for cls in (InvalidDataError, InvalidMDPError, ResourceLimitError, rlfm.CheckpointError,
+                rlfm.InvalidEnvironmentError):
+        assert issubclass(cls, RlfmError)
+
+
+def test_training_killed_with_sigkill_resumes(tmp_path):
+    config = tmp_path / "slow.toml"
+    config.write_text(TINY.read_text().replace("steps = 6", "steps = 400")
+                      .replace("checkpoint_every = 3", "checkpoint_every = 10")
+                      .replace("eval_every = 3", "eval_every = 1000"))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "rlfm.train", "--config", str(config), "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "latest.json").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(random.uniform(0.0, 2.0))  # a random moment after the first checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    logged = [int(r["step"]) for r in csv.DictReader((out / "log.csv").open())]
+    kept = read_config(out / "latest")["steps"]
+    assert max(logged) - kept <= 10  # at most one checkpoint interval is lost
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {out / 'latest'} at step {kept}" in resumed.stdout
+    assert read_config(out / "model")["steps"] == 400
