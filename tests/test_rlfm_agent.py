@@ -35,7 +35,8 @@ def test_online_is_deterministic_for_a_seed(checkpoint, exploration):
 
 
 def test_gumbel_policy_is_fixed_within_an_episode(checkpoint):
-    agent = rlfm.agents.make("rlfm", 6, 2, horizon=20, seed=0, checkpoint=checkpoint)
+    agent = rlfm.agents.make("rlfm", 6, 2, horizon=20, seed=0, checkpoint=checkpoint,
+                             exploration="gumbel")
     first = [agent.act(s, 0) for s in range(6)]
     assert [agent.act(s, 7) for s in range(6)] == first
     draws = set()

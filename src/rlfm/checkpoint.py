@@ -45,6 +45,9 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
     """Write tensors atomically; returns the file's SHA-256."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates it private; give it normal permissions
     checksum = sha256(tmp)
     os.replace(tmp, path)
     return checksum

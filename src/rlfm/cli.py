@@ -19,8 +19,8 @@ from rlfm.io import atomic_write_text
 from rlfm.priors.cli import prior_app
 
 ENV_HELP = "Gymnasium id (Discrete spaces) or MDP .npz file"
-DEFAULT_ONLINE = "ucbvi,psrl,qlearning"
-DEFAULT_OFFLINE = "vilcb,cevi"
+DEFAULT_ONLINE = "rlfm,ucbvi,psrl,qlearning"
+DEFAULT_OFFLINE = "rlfm,vilcb,cevi"
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 CHECKPOINT_HELP = "model checkpoint for the rlfm agent (default: the one shipped)"
 # Options shared by several commands.
