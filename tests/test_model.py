@@ -129,3 +129,28 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_model(tmp_path / "m")
     with pytest.raises(CheckpointError, match="no such file"):
         load_model(tmp_path / "absent")
+
+
+def test_shipped_checkpoint_gives_a_policy_for_any_size():
+    from rlfm.envs.grid import grid_mdp
+
+    model = rlfm.load_pretrained()
+    assert model.checkpoint_info["steps"] > 0
+    cases = [Statistics(1, 3)]
+    for env_id in ("FrozenLake-v1", "Taxi-v3"):
+        cases.append(_random_data(env_id))
+    goal = (39, 49)  # a 2,000-state slippery grid
+    grid = grid_mdp(np.ones((40, 50), bool), (0, 0), {goal: 1.0}, 400, slip=0.2,
+                    terminal_cells=[goal])
+    assert grid.n_states == 2000
+    cases.append(collect_dataset(rlfm.envs.TabularEnv(grid), grid, "uniform", 3, seed=0))
+    for stats in cases:
+        pi = model.policy(stats, horizon=50)
+        assert pi.shape == (stats.n_states, stats.n_actions)
+        np.testing.assert_allclose(pi.sum(1), 1.0, atol=1e-5)
+
+
+def _random_data(env_id):
+    env = rlfm.envs.make(env_id)
+    mdp = rlfm.TabularMDP.from_gymnasium(env)
+    return collect_dataset(env, mdp, "uniform", 5, seed=0)
