@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import rlfm
+import rlfm.checkpoint
 from rlfm import InvalidDataError, InvalidMDPError, ResourceLimitError, RlfmError
 from rlfm.checkpoint import read_config
 from rlfm.datasets import load_dataset
@@ -59,9 +60,17 @@ def test_fuzzed_dataset_files_load_or_fail_cleanly(tmp_path, contents):
     assert stats.visits.sum() == stats.n_transitions
 
 
+def _not_an_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return True
+    return False
+
+
 @settings(max_examples=25, deadline=None)
 @given(option=st.sampled_from(["--episodes", "--seeds", "--workers"]),
-       value=st.one_of(st.integers(-5, 0), st.text(min_size=1, max_size=4)))
+       value=st.one_of(st.integers(-5, 0), st.text(min_size=1, max_size=4).filter(_not_an_int)))
 def test_fuzzed_command_line_values_fail_cleanly(option, value):
     out = subprocess.run([sys.executable, "-m", "rlfm", "online", "rlfm/NChain-v0", option,
                           str(value)], capture_output=True, text=True, timeout=60)
@@ -75,6 +84,28 @@ def test_memory_limits_are_refused_before_allocation():
     huge_horizon = mdp.with_horizon(10**12)
     with pytest.raises(ResourceLimitError, match="backward induction"):
         rlfm.backward_induction(huge_horizon)
+
+
+def test_malformed_sparse_npz_and_checkpoint_configs(tmp_path):
+    np.savez(tmp_path / "sparse.npz", P_data=[1.0, 1.0, 1.0, 1.0], P_indices=[0, 7, 1, 1],
+             P_indptr=[0, 1, 2, 3, 4], R=np.zeros((2, 2)), initial=[1.0, 0.0], horizon=3)
+    with pytest.raises(InvalidMDPError, match="sparse P is malformed"):
+        rlfm.TabularMDP.load(tmp_path / "sparse.npz")
+    (tmp_path / "c.json").write_text('{"format_version": 1}')
+    (tmp_path / "c.safetensors").write_bytes(b"")
+    with pytest.raises(rlfm.CheckpointError, match="missing model, weights_sha256"):
+        rlfm.checkpoint.load_model(tmp_path / "c")
+    with pytest.raises(InvalidDataError, match="one length"):
+        rlfm.Statistics.from_transitions(2, 2, [0], [0], [0.0], [1], [[True]])
+
+
+def test_agent_and_environment_draw_independent_streams():
+    from rlfm.evaluate import env_seed
+
+    env = rlfm.envs.make("rlfm/RiverSwim-v0")
+    env.reset(seed=env_seed(0))
+    agent = rlfm.agents.make("uniform", 6, 2, horizon=20, seed=0)
+    assert env.unwrapped.np_random.random(8).tolist() != agent.rng.random(8).tolist()
 
 
 def test_typed_exception_hierarchy():

@@ -41,7 +41,7 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
     for env_id in envs or budgets:
         episodes = max(1, round(budgets[env_id] * episodes_scale))
         cell = out / slug(env_id) / "online"
-        missing, previous = _missing(cell, online_agents, force)
+        missing, previous = _missing(cell, online_agents, force, seeds, episodes)
         if missing:
             log(f"online  {env_id}: {', '.join(missing)}: {episodes} episodes x {seeds} seeds")
             results = evaluate.run_online(env_id, missing, episodes, seeds, tune=True,
@@ -49,7 +49,7 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
             _save(_merge(previous, results), cell, plot_online)
         for behavior in BEHAVIORS:
             cell = out / slug(env_id) / f"offline-{behavior}"
-            missing, previous = _missing(cell, offline_agents, force)
+            missing, previous = _missing(cell, offline_agents, force, seeds)
             if missing:
                 log(f"offline {env_id}: {', '.join(missing)}: {behavior} behaviour x {seeds} seeds")
                 results = evaluate.run_offline(env_id, missing, behavior, dataset_episodes,
@@ -60,9 +60,16 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
     return summary
 
 
-def _missing(cell: Path, names: list[str], force: bool) -> tuple[list[str], dict | None]:
-    """The agents a cell still lacks, and its previous results (None when rerun from scratch)."""
+def _missing(cell: Path, names: list[str], force: bool, seeds: int,
+             episodes: int | None = None) -> tuple[list[str], dict | None]:
+    """The agents a cell still lacks, and its previous results (None when rerun from scratch:
+    forced, or run with other seeds or episodes, which must not be merged)."""
     previous = None if force else _read(cell)
+    if previous is not None:
+        for entry in previous["agents"].values():
+            if entry["seeds"] != seeds or (episodes and len(entry["curve"]) != episodes):
+                previous = None
+                break
     if previous is None:
         return list(names), None
     return [n for n in names if n not in previous["agents"]], previous

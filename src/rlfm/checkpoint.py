@@ -90,6 +90,10 @@ def read_config(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{config_path}: not valid JSON ({e})") from None
     if not isinstance(config, dict) or "format_version" not in config:
         raise CheckpointError(f"{config_path}: not an rlfm checkpoint config")
+    missing = [k for k in ("model", "weights_sha256") if k not in config]
+    if missing:
+        raise CheckpointError(f"{config_path}: missing {', '.join(missing)} (not a complete "
+                              f"rlfm checkpoint config)")
     if config["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{config_path}: checkpoint format version "
                               f"{config['format_version']}, this rlfm reads version "
@@ -103,9 +107,9 @@ def load_model(path: str | os.PathLike) -> RLFM:
     config = read_config(path)
     try:
         model = RLFM(ModelConfig(**config["model"]))
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise CheckpointError(f"{config_path}: bad model config ({e})") from None
-    state = load_tensors(weights, config.get("weights_sha256"))
+    state = load_tensors(weights, config["weights_sha256"])
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rlfm.errors import RlfmError
+from rlfm.evaluate import DEFAULT_DATASET_EPISODES
 from rlfm.io import atomic_write_text
 from rlfm.priors.cli import prior_app
 
@@ -22,6 +23,7 @@ ENV_HELP = "Gymnasium id (Discrete spaces) or MDP .npz file"
 DEFAULT_ONLINE = "rlfm,ucbvi,psrl,qlearning"
 DEFAULT_OFFLINE = "rlfm,vilcb,cevi"
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
+DATASET_EPISODES = ",".join(map(str, DEFAULT_DATASET_EPISODES))
 CHECKPOINT_HELP = "model checkpoint for the rlfm agent (default: the one shipped)"
 # Options shared by several commands.
 Env = Annotated[str, typer.Argument(help=ENV_HELP)]
@@ -69,6 +71,18 @@ def solve(env: Env,
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _n_tasks(names, seeds: int, tune: bool, grouped: list[str] | None = None) -> int:
+    """Tasks the harness will run: one per (agent, seed), plus the tuning runs; offline, one task
+    serves all agents of a group (`grouped`), so each group counts once per seed."""
+    from rlfm.evaluate import TUNING_SEEDS, tuning_candidates
+
+    tuned = [n for n in (grouped or names) if tune and tuning_candidates(n)]
+    if grouped is not None:
+        return seeds + len(TUNING_SEEDS) * len(tuned)
+    return seeds * (len(names) + len(tuned)) + len(TUNING_SEEDS) * sum(
+        len(tuning_candidates(n)) for n in tuned)
 
 
 def _fixed(checkpoint: Path | None) -> dict:
@@ -161,8 +175,7 @@ def online(env: Env,
     from rlfm import evaluate
 
     names = _agent_names(agents)
-    n_tasks = len(names) * seeds * (2 if tune else 1)
-    with _progress(n_tasks, f"online {env}") as advance:
+    with _progress(_n_tasks(names, seeds, tune), f"online {env}") as advance:
         results = evaluate.run_online(env, names, episodes, seeds, tune=tune, workers=workers,
                                       progress=advance, fixed=_fixed(checkpoint))
     _write_outputs(results, out, online_table(results))
@@ -172,7 +185,7 @@ def online(env: Env,
 def offline(env: Env,
             agents: str = typer.Option(DEFAULT_OFFLINE, help="comma-separated agent names"),
             behavior: str = typer.Option("uniform", help="uniform | medium | expert"),
-            dataset_episodes: str = typer.Option("1,3,10,30,100,300",
+            dataset_episodes: str = typer.Option(DATASET_EPISODES,
                                                  help="comma-separated dataset sizes D"),
             dataset: str | None = typer.Option(None, help="your own .npz or Minari dataset"),
             seeds: Seeds = 10, tune: Tune = False, workers: Workers = DEFAULT_WORKERS,
@@ -183,8 +196,9 @@ def offline(env: Env,
     names = _agent_names(agents)
     if dataset is not None:
         from rlfm.datasets import load_dataset
+        from rlfm.envs import load_mdp
 
-        mdp = evaluate.load_env_mdp(env)
+        mdp = load_mdp(env)
         stats, n_episodes = load_dataset(dataset, mdp.n_states, mdp.n_actions)
         results = evaluate.run_offline_dataset(env, names, stats, n_episodes, _fixed(checkpoint))
     else:
@@ -193,7 +207,8 @@ def offline(env: Env,
         except ValueError:
             raise RlfmError(f"--dataset-episodes must be integers, got {dataset_episodes!r}") \
                 from None
-        with _progress(len(sizes) * seeds * (2 if tune else 1), f"offline {env}") as advance:
+        with _progress(len(sizes) * _n_tasks([], seeds, tune, names), f"offline {env}") \
+                as advance:
             results = evaluate.run_offline(env, names, behavior, sizes, seeds, tune=tune,
                                            workers=workers, progress=advance,
                                            fixed=_fixed(checkpoint))

@@ -18,16 +18,23 @@ import numpy as np
 
 from rlfm import agents
 from rlfm.agents.base import Agent
+from rlfm.envs import load_mdp
 from rlfm.envs import make as make_env
 from rlfm.errors import RlfmError
 from rlfm.mdp import ScoreReference, TabularMDP, backward_induction, evaluate_policy
 from rlfm.stats import Statistics
 
 
+def env_seed(seed: int) -> int:
+    """The environment's seed for run `seed`: a stream of its own, independent of the agent's
+    (seeded with `seed` itself); equal seeds would make the agent's draws replay the env's."""
+    return int(np.random.SeedSequence([seed, 0x5EED]).generate_state(1)[0])
+
+
 def run_episode(env: gym.Env, agent: Agent, horizon: int, seed: int | None = None) -> float:
     """One episode of `agent` in `env` (at most `horizon` steps); returns the reward collected.
-    `seed` reseeds the environment (pass it for the first episode of a run only)."""
-    state, _ = env.reset(seed=seed)
+    `seed` (a run's seed) reseeds the environment: pass it for the first episode of a run only."""
+    state, _ = env.reset(seed=None if seed is None else env_seed(seed))
     total = 0.0
     for step in range(horizon):
         action = agent.act(int(state), step)
@@ -113,7 +120,8 @@ def collect_dataset(env: gym.Env, mdp: TabularMDP, behavior: str, episodes: int,
 # ---- the protocol over seeds, in worker processes -------------------------------------------
 THRESHOLD = 0.9
 DEFAULT_DATASET_EPISODES = (1, 3, 10, 30, 100, 300)
-TUNING_SEEDS = 3  # seeds used to pick a baseline's knob (then reported on all seeds)
+# Seeds on which a baseline's knob is picked; disjoint from the reported seeds 0, 1, 2, ...
+TUNING_SEEDS = range(10_000, 10_003)
 
 
 @dataclass(frozen=True)
@@ -131,19 +139,18 @@ class AgentSpec:
 
 
 def _online_task(args) -> OnlineRun:
-    env_id, spec, episodes, seed = args
+    env_id, reference, spec, episodes, seed = args
     env = make_env(env_id)
     mdp = TabularMDP.from_gymnasium(env)
     agent = agents.make(spec.name, mdp.n_states, mdp.n_actions, horizon=mdp.horizon, seed=seed,
                         **dict(spec.knobs))
-    return online_run(env, mdp, agent, episodes, seed)
+    return online_run(env, mdp, agent, episodes, seed, reference)
 
 
 def _offline_task(args) -> list[float]:
-    env_id, specs, behavior, n_episodes, seed = args
+    env_id, reference, specs, behavior, n_episodes, seed = args
     env = make_env(env_id)
     mdp = TabularMDP.from_gymnasium(env)
-    reference = ScoreReference.of(mdp)
     stats = collect_dataset(env, mdp, behavior, n_episodes, seed)
     return [reference.normalise(evaluate_policy(mdp, _fit(spec, mdp, stats, seed)))
             for spec in specs]
@@ -165,11 +172,19 @@ def _map(fn: Callable, tasks: list, workers: int, progress: Callable[[], None] |
                 progress()
         return results
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                             initializer=_one_thread) as pool:
         futures = [pool.submit(fn, task) for task in tasks]
         for future in futures:
             future.add_done_callback(lambda _: progress and progress())
         return [f.result() for f in futures]
+
+
+def _one_thread() -> None:
+    """Worker processes already share the cores: one torch thread each (no oversubscription)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def summarize_online(runs: list[OnlineRun], optimal_return: float) -> dict:
@@ -217,23 +232,25 @@ def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
     seeds (reported on all seeds)."""
     names = list(names)
     specs = default_specs(names, fixed)
-    mdp = load_env_mdp(env_id)
+    mdp = load_mdp(env_id)
+    reference = ScoreReference.of(mdp)
     if tune:
         specs += _tuned_specs(names, lambda candidates: _best_online(
-            env_id, candidates, episodes, min(seeds, TUNING_SEEDS), workers, progress))
-    tasks = [(env_id, spec, episodes, seed) for spec in specs for seed in range(seeds)]
+            env_id, reference, candidates, episodes, workers, progress))
+    tasks = [(env_id, reference, spec, episodes, seed) for spec in specs for seed in range(seeds)]
     runs = _map(_online_task, tasks, workers, progress)
-    optimal = ScoreReference.of(mdp).optimal_return
     results = {}
     for i, spec in enumerate(specs):
-        entry = summarize_online(runs[i * seeds:(i + 1) * seeds], optimal)
+        entry = summarize_online(runs[i * seeds:(i + 1) * seeds], reference.optimal_return)
         results[spec.title] = {"knobs": dict(spec.knobs), **entry}
-    return _envelope(env_id, "online", mdp, results)
+    return _envelope(env_id, "online", mdp, reference, results)
 
 
-def _best_online(env_id, candidates, episodes, seeds, workers, progress) -> AgentSpec:
-    tasks = [(env_id, spec, episodes, seed) for spec in candidates for seed in range(seeds)]
+def _best_online(env_id, reference, candidates, episodes, workers, progress) -> AgentSpec:
+    tasks = [(env_id, reference, spec, episodes, seed) for spec in candidates
+             for seed in TUNING_SEEDS]
     runs = _map(_online_task, tasks, workers, progress)
+    seeds = len(TUNING_SEEDS)
     aucs = [np.mean([r.scores.mean() for r in runs[i * seeds:(i + 1) * seeds]])
             for i in range(len(candidates))]
     return candidates[int(np.argmax(aucs))]
@@ -261,35 +278,40 @@ def run_offline(env_id: str, names: Iterable[str], behavior: str,
     sizes = [int(d) for d in dataset_episodes]
     if not sizes or min(sizes) < 1:
         raise RlfmError("dataset sizes must be positive numbers of episodes")
-    mdp = load_env_mdp(env_id)
+    mdp = load_mdp(env_id)
+    reference = ScoreReference.of(mdp)
     if tune:
         specs += _tuned_specs(names, lambda candidates: _best_offline(
-            env_id, candidates, behavior, sizes, min(seeds, TUNING_SEEDS), workers, progress))
-    scores = _offline_scores(env_id, specs, behavior, sizes, seeds, workers, progress)
+            env_id, reference, candidates, behavior, sizes, workers, progress))
+    scores = _offline_scores(env_id, reference, specs, behavior, sizes, range(seeds), workers,
+                             progress)
     results = {spec.title: {"knobs": dict(spec.knobs), "behavior": behavior,
                             "dataset_episodes": sizes,
                             "score": scores[:, :, i].mean(axis=1).tolist(),
                             "score_std": scores[:, :, i].std(axis=1).tolist(), "seeds": seeds}
                for i, spec in enumerate(specs)}
-    return _envelope(env_id, "offline", mdp, results)
+    return _envelope(env_id, "offline", mdp, reference, results)
 
 
-def _offline_scores(env_id, specs, behavior, sizes, seeds, workers, progress) -> np.ndarray:
-    """Scores of shape (len(sizes), seeds, len(specs)); every spec fits the same datasets."""
-    tasks = [(env_id, specs, behavior, d, seed) for d in sizes for seed in range(seeds)]
+def _offline_scores(env_id, reference, specs, behavior, sizes, seeds, workers,
+                    progress) -> np.ndarray:
+    """Scores of shape (len(sizes), len(seeds), len(specs)); every spec fits the same datasets."""
+    tasks = [(env_id, reference, specs, behavior, d, seed) for d in sizes for seed in seeds]
     flat = _map(_offline_task, tasks, workers, progress)
-    return np.array(flat).reshape(len(sizes), seeds, len(specs))
+    return np.array(flat).reshape(len(sizes), len(seeds), len(specs))
 
 
-def _best_offline(env_id, candidates, behavior, sizes, seeds, workers, progress) -> AgentSpec:
-    scores = _offline_scores(env_id, candidates, behavior, sizes, seeds, workers, progress)
+def _best_offline(env_id, reference, candidates, behavior, sizes, workers,
+                  progress) -> AgentSpec:
+    scores = _offline_scores(env_id, reference, candidates, behavior, sizes, TUNING_SEEDS,
+                             workers, progress)
     return candidates[int(np.argmax(scores.mean(axis=(0, 1))))]
 
 
 def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
                         n_episodes: int | None, fixed: dict | None = None) -> dict:
     """Offline protocol on the user's own dataset: each agent fits it once; scored exactly."""
-    mdp = load_env_mdp(env_id)
+    mdp = load_mdp(env_id)
     reference = ScoreReference.of(mdp)
     results = {}
     for spec in default_specs(names, fixed):
@@ -298,15 +320,11 @@ def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
                                "dataset_episodes": [n_episodes],
                                "score": [reference.normalise(evaluate_policy(mdp, policy))],
                                "score_std": [0.0], "seeds": 1}
-    return _envelope(env_id, "offline", mdp, results)
+    return _envelope(env_id, "offline", mdp, reference, results)
 
 
-def load_env_mdp(env_id: str) -> TabularMDP:
-    return TabularMDP.from_gymnasium(make_env(env_id))
-
-
-def _envelope(env_id: str, protocol: str, mdp: TabularMDP, results: dict) -> dict:
-    reference = ScoreReference.of(mdp)
+def _envelope(env_id: str, protocol: str, mdp: TabularMDP, reference: ScoreReference,
+              results: dict) -> dict:
     return {"env": env_id, "protocol": protocol, "n_states": mdp.n_states,
             "n_actions": mdp.n_actions, "horizon": mdp.horizon,
             "optimal_return": reference.optimal_return,

@@ -362,6 +362,11 @@ def _positive_int(x, name: str) -> int:
 def _transition_operator(P, S: int, A: int):
     if sp.issparse(P):
         T = sp.csr_array(P, dtype=float)
+        try:
+            T.check_format(full_check=True)  # indices in range, consistent index pointers
+        except (ValueError, IndexError) as e:
+            raise InvalidMDPError(f"sparse P is malformed ({e})") from None
+        T.sum_duplicates()
         if T.shape != (S * A, S):
             raise InvalidMDPError(f"sparse P must have shape (S*A, S) = ({S * A}, {S}), "
                                   f"got {T.shape}")

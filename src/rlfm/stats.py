@@ -205,7 +205,8 @@ class Statistics:
         r = np.asarray(rewards, dtype=float)
         done = (np.zeros(s.size, bool) if terminated is None
                 else np.asarray(terminated).astype(bool))
-        if not (s.size == a.size == r.size == s2.size == done.size) or r.ndim != 1:
+        if not (s.size == a.size == r.size == s2.size == done.size) or r.ndim != 1 or \
+                done.ndim != 1:
             raise InvalidDataError(
                 f"transition arrays must have one length: states {s.size}, actions {a.size}, "
                 f"rewards {r.size}, next_states {s2.size}, terminated {done.size}")

@@ -35,6 +35,9 @@ class Agent(ABC):
     def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int | None = 0):
         self.n_states, self.n_actions, self.horizon = int(n_states), int(n_actions), int(horizon)
         self.rng = np.random.default_rng(seed)
+        # Ties in the exploitation policy are broken with a stream of their own, so that scoring
+        # the agent after an episode never changes how it acts.
+        self.tie_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
 
     @abstractmethod
     def act(self, state: int, step: int) -> int:
@@ -60,7 +63,8 @@ class Agent(ABC):
 class ModelBasedAgent(Agent):
     """An agent whose knowledge is the sufficient statistic; it replans after every episode.
 
-    Subclasses set their knobs before calling `super().__init__`, which plans once (on no data).
+    Subclasses set their knobs before calling `super().__init__`, which plans once (on no data);
+    `plan` sets `self.acting`, the (H, S) actions the agent takes at each step of an episode.
     """
 
     def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int | None = 0):
@@ -71,6 +75,9 @@ class ModelBasedAgent(Agent):
     @abstractmethod
     def plan(self) -> None:
         """Recompute the acting policy (and whatever `policy()` needs) from `self.stats`."""
+
+    def act(self, state: int, step: int) -> int:
+        return int(self.acting[min(step, self.horizon - 1), state])
 
     def observe(self, state, action, reward, next_state, terminated) -> None:
         self.stats.update(state, action, reward, next_state, terminated)

@@ -26,10 +26,7 @@ class CEVI(ModelBasedAgent):
 
     def plan(self) -> None:
         self.Q = backward_induction(self.stats.empirical_mdp(self.horizon)).Q
-        self.greedy_policy = greedy(self.Q, self.rng)
-
-    def act(self, state: int, step: int) -> int:
-        return int(self.greedy_policy[min(step, self.horizon - 1), state])
+        self.acting = greedy(self.Q, self.rng)
 
     def policy(self) -> np.ndarray:
-        return self.greedy_policy
+        return self.acting

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlfm.agents._planning import check_reward_range, is_number, reward_range
+from rlfm.agents._planning import check_reward_range, greedy, is_number, reward_range
 from rlfm.agents.base import ModelBasedAgent, register
 from rlfm.errors import RlfmError
 from rlfm.mdp import TabularMDP, backward_induction
@@ -84,9 +84,6 @@ class PSRL(ModelBasedAgent):
         self.acting = backward_induction(self._mdp(G / total[:, None], R)).policy
         self._exploit = None
 
-    def act(self, state: int, step: int) -> int:
-        return int(self.acting[min(step, self.horizon - 1), state])
-
     def policy(self) -> np.ndarray:
         if self._exploit is None:
             S, A = self.n_states, self.n_actions
@@ -94,5 +91,6 @@ class PSRL(ModelBasedAgent):
             P = np.full((S * A, S), self.prior_strength / S)
             P[rows, cols] += counts
             P /= (self.stats.visits.ravel() + self.prior_strength)[:, None]
-            self._exploit = backward_induction(self._mdp(P, self._reward_posterior()[0])).policy
+            mean_mdp = self._mdp(P, self._reward_posterior()[0])
+            self._exploit = greedy(backward_induction(mean_mdp).Q, self.tie_rng)
         return self._exploit

@@ -61,4 +61,4 @@ class QLearning(Agent):
         self.Q[state, action] += alpha * (target - self.Q[state, action])
 
     def policy(self) -> np.ndarray:
-        return self.Q.argmax(axis=1)
+        return greedy(self.Q, self.tie_rng)

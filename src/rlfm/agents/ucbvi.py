@@ -109,10 +109,7 @@ class UCBVI(ModelBasedAgent):
         self.acting = greedy(self.Q, self.rng)
         self._exploit = None
 
-    def act(self, state: int, step: int) -> int:
-        return int(self.acting[min(step, self.horizon - 1), state])
-
     def policy(self) -> np.ndarray:
         if self._exploit is None:
-            self._exploit = backward_induction(self.model).policy
+            self._exploit = greedy(backward_induction(self.model).Q, self.tie_rng)
         return self._exploit

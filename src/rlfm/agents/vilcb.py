@@ -60,10 +60,7 @@ class VILCB(ModelBasedAgent):
         pessimistic = bounded_backward_induction(self.stats.empirical_mdp(H), r_lo, r_hi,
                                                  lambda h, V_next: -penalty)
         self.Q = pessimistic.Q
-        self.greedy_policy = greedy(self.Q, self.rng)
-
-    def act(self, state: int, step: int) -> int:
-        return int(self.greedy_policy[min(step, self.horizon - 1), state])
+        self.acting = greedy(self.Q, self.rng)
 
     def policy(self) -> np.ndarray:
-        return self.greedy_policy
+        return self.acting
