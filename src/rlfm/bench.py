@@ -55,7 +55,7 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
                 results = evaluate.run_offline(env_id, missing, behavior, dataset_episodes,
                                                seeds, tune=True, workers=workers, fixed=fixed)
                 _save(_merge(previous, results), cell, plot_offline)
-    summary = summarize(out, envs or list(budgets))
+    summary = summarize(out, list(budgets))  # every cell that has results, not only this run's
     atomic_write_text(out / "SUMMARY.md", summary)
     return summary
 
