@@ -77,3 +77,16 @@ def test_cli_checkpoint_option(checkpoint, tmp_path):
                          timeout=120)
     assert out.returncode != 0 and "not valid JSON" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_results_identical_for_a_seed_for_every_agent(checkpoint):
+    from rlfm.evaluate import run_offline, run_online
+
+    names = rlfm.agents.available()
+    fixed = {"rlfm": {"checkpoint": checkpoint}}
+    first = run_online("rlfm/NChain-v0", names, 3, 2, workers=1, fixed=fixed)
+    assert first == run_online("rlfm/NChain-v0", names, 3, 2, workers=2, fixed=fixed)
+    offline = [n for n in names if n != "qlearning"]  # Q-learning does not learn offline
+    first = run_offline("rlfm/NChain-v0", offline, "medium", [2], 2, fixed=fixed)
+    assert first == run_offline("rlfm/NChain-v0", offline, "medium", [2], 2, workers=2,
+                                fixed=fixed)
