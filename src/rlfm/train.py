@@ -28,11 +28,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from rlfm.checkpoint import load_tensors, read_config, save_model, save_tensors
+from rlfm.checkpoint import load_model, load_tensors, read_config, save_model, save_tensors
 from rlfm.errors import CheckpointError, RlfmError
 from rlfm.features import GraphBatch
 from rlfm.io import atomic_write_text
-from rlfm.model import RLFM, ModelConfig, policy_loss, value_loss
+from rlfm.model import RLFM, ModelConfig, policy_loss, segment_log_softmax, value_loss
 
 try:
     import tomllib
@@ -114,8 +114,6 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 def compute_loss(model, batch: GraphBatch, value_weight: float):
     logits, values = model(batch)
-    from rlfm.model import segment_log_softmax
-
     log_pi = segment_log_softmax(logits, batch.sa_state, batch.n_states)
     p_loss = policy_loss(log_pi, batch)
     v_loss = value_loss(values, batch)
@@ -279,10 +277,9 @@ def _checkpoint(model, opt, step, cfg, out: Path, history) -> None:
 
 
 def _restore(model, opt, out: Path) -> int:
-    config = read_config(out / "latest")
-    from rlfm.checkpoint import load_model
-
-    model.load_state_dict(load_model(out / "latest").state_dict())
+    saved = load_model(out / "latest")  # verifies version and checksum
+    config = saved.checkpoint_info
+    model.load_state_dict(saved.state_dict())
     meta = config.get("optimizer") or {}
     try:
         _load_optimizer(opt, load_tensors(out / "optimizer.safetensors", None), meta)
