@@ -23,11 +23,13 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).parent.parent
-BASE = ROOT / "configs" / "rlfm-v0.toml"
+BASE = ROOT / "configs" / "rlfm-v1.toml"
 
 # name -> (what changes, overrides of the base config)
 VARIANTS = {
-    "base": ("the shipped architecture (d=64, K=8, tied, transition bias)", {}),
+    "base": ("the shipped architecture (d=64, K=8, tied, transition bias, plan skip)", {}),
+    "no-plan-skip": ("logits from the head alone (no linear term in the plans' gaps)",
+                     {"model": {"plan_skip": False}}),
     "no-transition-bias": ("attention without the β·log P̂ bias", {"model": {"transition_bias": False}}),
     "untied": ("K distinct blocks instead of one weight-tied block", {"model": {"weight_tying": False}}),
     "K=4": ("4 steps of the tied block", {"model": {"steps": 4}}),
@@ -38,6 +40,8 @@ VARIANTS = {
                                       "uniform": 1, "epsilon_greedy": 1, "fixed_policy": 1}}}}),
     "prior:uniform-only": ("contexts from uniform-random behaviour only",
                            {"prior": {"context": {"behaviours": {"uniform": 1}}}}),
+    "targets:tau_rel=0.01": ("sharper policy targets (tau = 0.01 span Q*; loss not comparable)",
+                             {"prior": {"targets": {"tau_rel": 0.01}}}),
 }
 
 

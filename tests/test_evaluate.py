@@ -139,3 +139,33 @@ def test_cli_offline_with_dataset_file(tmp_path):
                           "uniform", "--dataset", bad], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "out of range" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bench_resumes_and_reruns_rlfm_only_after_its_checkpoint_changes(tmp_path):
+    import torch
+
+    from rlfm.bench import run_suite
+    from rlfm.checkpoint import save_model
+    from rlfm.model import RLFM, ModelConfig
+
+    def checkpoint(name, seed):
+        torch.manual_seed(seed)
+        save_model(RLFM(ModelConfig(width=8, steps=1)), tmp_path / name)
+        return {"rlfm": {"checkpoint": str(tmp_path / name)}}
+
+    def bench(fixed):
+        ran = []
+        run_suite("public", tmp_path / "out", online_agents=["rlfm", "uniform"],
+                  offline_agents=["rlfm", "cevi"], seeds=1, episodes_scale=0.01,
+                  dataset_episodes=(1, 2), envs=["rlfm/RiverSwim-v0"], fixed=fixed,
+                  log=ran.append)
+        return ran
+
+    first, second = checkpoint("a", 0), checkpoint("b", 1)
+    assert len(bench(first)) == 4                       # online + three behaviours
+    assert bench(first) == []                           # nothing left to run
+    rerun = bench(second)
+    assert len(rerun) == 4 and all(": rlfm:" in line for line in rerun)
+    cell = json.loads((tmp_path / "out" / "rlfm_RiverSwim-v0" / "online" / "results.json")
+                      .read_text())
+    assert set(cell["agents"]) == {"rlfm", "uniform"}

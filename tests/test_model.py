@@ -11,6 +11,7 @@ from rlfm import CheckpointError
 from rlfm.checkpoint import load_model, save_model
 from rlfm.evaluate import collect_dataset
 from rlfm.features import collate, encode
+from rlfm.mdp import backward_induction
 from rlfm.model import RLFM, ModelConfig, policy_loss, segment_softmax
 from rlfm.stats import Statistics
 
@@ -38,10 +39,18 @@ def permuted(stats: Statistics, state_perm: np.ndarray, action_perm: np.ndarray)
     return out
 
 
+def perturbed(model: RLFM) -> RLFM:
+    """`model` with noise on every weight, so that zero-initialised layers take part too."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
 @pytest.mark.parametrize("tied", [True, False])
 def test_permutation_equivariance(tied):
     torch.manual_seed(0)
-    model = RLFM(ModelConfig(width=16, steps=3, weight_tying=tied)).double()
+    model = perturbed(RLFM(ModelConfig(width=16, steps=3, weight_tying=tied)).double())
     mdp, stats = frozen_lake_stats()
     rng = np.random.default_rng(1)
     sp, ap = rng.permutation(16), rng.permutation(4)
@@ -63,7 +72,7 @@ def test_policy_shapes_for_any_size():
 
 def test_batching_equals_one_by_one():
     torch.manual_seed(0)
-    model = RLFM(ModelConfig(width=16, steps=3)).double().eval()
+    model = perturbed(RLFM(ModelConfig(width=16, steps=3)).double()).eval()
     items = [encode(frozen_lake_stats(e, s)[1], 100) for e, s in [(5, 0), (40, 1)]]
     items.append(encode(Statistics.from_transitions(3, 2, [0], [1], [2.0], [2]), 7))
     with torch.no_grad():
@@ -74,6 +83,16 @@ def test_batching_equals_one_by_one():
 
 def _double(g):
     return g.to(dtype=torch.float64)
+
+
+def test_untrained_network_is_the_boltzmann_policy_of_the_certainty_equivalent_plan():
+    torch.manual_seed(0)
+    model = RLFM(ModelConfig(width=16, steps=2)).double()
+    mdp, stats = frozen_lake_stats(episodes=300)
+    q = backward_induction(stats.empirical_mdp(mdp.horizon)).Q[0]
+    logits = (q - q.max(1, keepdims=True)) / (0.03 * (q.max() - q.min()))
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(model.policy(stats, mdp.horizon), expected, atol=1e-6)
 
 
 def test_segment_softmax():

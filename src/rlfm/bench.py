@@ -2,7 +2,9 @@
 baseline at its defaults and tuned; per-environment results plus one markdown summary.
 
 Resumable: an (environment, protocol) whose results.json already exists is not run again
-(unless `force`), so a long run that is stopped loses at most the cell in progress.
+(unless `force`), so a long run that is stopped loses at most the cell in progress. The rlfm
+agent's entries record the SHA-256 of the checkpoint's weights; an entry from another checkpoint
+counts as missing, so after retraining a rerun recomputes rlfm and keeps the baselines.
 """
 
 from __future__ import annotations
@@ -35,35 +37,45 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
     if suite not in SUITES:
         raise RlfmError(f"unknown suite {suite!r}; available: {', '.join(SUITES)}")
     budgets = SUITES[suite]
+    weights = _checkpoint_sha256(fixed)
     for env_id in envs or []:
         if env_id not in budgets:
             raise RlfmError(f"{env_id!r} is not in the {suite} suite")
     for env_id in envs or budgets:
         episodes = max(1, round(budgets[env_id] * episodes_scale))
         cell = out / slug(env_id) / "online"
-        missing, previous = _missing(cell, online_agents, force, seeds, episodes)
+        missing, previous = _missing(cell, online_agents, force, seeds, weights, episodes)
         if missing:
             log(f"online  {env_id}: {', '.join(missing)}: {episodes} episodes x {seeds} seeds")
             results = evaluate.run_online(env_id, missing, episodes, seeds, tune=True,
                                           workers=workers, fixed=fixed)
-            _save(_merge(previous, results), cell, plot_online)
+            _save(_merge(previous, results, weights), cell, plot_online)
         for behavior in BEHAVIORS:
             cell = out / slug(env_id) / f"offline-{behavior}"
-            missing, previous = _missing(cell, offline_agents, force, seeds)
+            missing, previous = _missing(cell, offline_agents, force, seeds, weights)
             if missing:
                 log(f"offline {env_id}: {', '.join(missing)}: {behavior} behaviour x {seeds} seeds")
                 results = evaluate.run_offline(env_id, missing, behavior, dataset_episodes,
                                                seeds, tune=True, workers=workers, fixed=fixed)
-                _save(_merge(previous, results), cell, plot_offline)
+                _save(_merge(previous, results, weights), cell, plot_offline)
     summary = summarize(out, list(budgets))  # every cell that has results, not only this run's
     atomic_write_text(out / "SUMMARY.md", summary)
     return summary
 
 
-def _missing(cell: Path, names: list[str], force: bool, seeds: int,
+def _checkpoint_sha256(fixed: dict | None) -> str:
+    """SHA-256 of the weights the rlfm agent runs with (the --checkpoint, or the shipped one)."""
+    from rlfm.checkpoint import pretrained_path, read_config
+
+    path = (fixed or {}).get("rlfm", {}).get("checkpoint") or pretrained_path()
+    return read_config(path)["weights_sha256"]
+
+
+def _missing(cell: Path, names: list[str], force: bool, seeds: int, weights: str,
              episodes: int | None = None) -> tuple[list[str], dict | None]:
-    """The agents a cell still lacks, and its previous results (None when rerun from scratch:
-    forced, or run with other seeds or episodes, which must not be merged)."""
+    """The agents a cell still lacks (an rlfm entry from other weights counts as lacking), and
+    its previous results (None when rerun from scratch: forced, or run with other seeds or
+    episodes, which must not be merged)."""
     previous = None if force else _read(cell)
     if previous is not None:
         for entry in previous["agents"].values():
@@ -72,10 +84,15 @@ def _missing(cell: Path, names: list[str], force: bool, seeds: int,
                 break
     if previous is None:
         return list(names), None
-    return [n for n in names if n not in previous["agents"]], previous
+    have = {n for n, e in previous["agents"].items()
+            if not n.startswith("rlfm") or e.get("weights_sha256") == weights}
+    return [n for n in names if n not in have], previous
 
 
-def _merge(previous: dict | None, new: dict) -> dict:
+def _merge(previous: dict | None, new: dict, weights: str) -> dict:
+    for name, entry in new["agents"].items():
+        if name.startswith("rlfm"):
+            entry["weights_sha256"] = weights
     if previous is None:
         return new
     merged = dict(previous)

@@ -22,7 +22,7 @@ from rlfm.errors import CheckpointError
 from rlfm.io import atomic_write_text
 from rlfm.model import RLFM, ModelConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: 14 state-action features (the plans' gaps in MDP-span units)
 PRETRAINED = "rlfm-v0"
 
 

@@ -23,7 +23,8 @@ from rlfm.agents._planning import bounded_backward_induction
 from rlfm.mdp import backward_induction
 from rlfm.stats import Statistics
 
-SA_FEATURES = 12
+SA_FEATURES = 14
+PLAN_GAPS = slice(12, 14)  # the two plans' action gaps in units of their span over the MDP
 STATE_FEATURES = 6
 EDGE_FEATURES = 2
 PLANNING_HORIZON_CAP = 1000  # the in-context plans look at most this many steps ahead
@@ -121,6 +122,9 @@ def encode(stats: Statistics, horizon: int) -> Encoded:
         spread = q.max(1, keepdims=True) - q.min(1, keepdims=True)
         return (q - q.max(1, keepdims=True)) / np.maximum(spread, 1e-9 * value_scale)
 
+    def gap(q):  # (Q - max_a Q) / span of Q over the whole MDP: the policy target's own units
+        return (q - q.max(1, keepdims=True)) / max(float(q.max() - q.min()), 1e-9 * value_scale)
+
     state_visits = n.sum(1, keepdims=True)
     log_h = np.log(H) / 5.0
     sa_x = np.stack([
@@ -136,6 +140,8 @@ def encode(stats: Statistics, horizon: int) -> Encoded:
         n / np.maximum(state_visits, 1.0),                 # share of the state's visits
         np.broadcast_to(np.log1p(state_visits) / 5.0, (S, A)),
         np.full((S, A), log_h),
+        gap(q_ce),
+        gap(q_opt),
     ], axis=-1).reshape(S * A, SA_FEATURES)
 
     state_x = np.stack([
