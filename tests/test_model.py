@@ -11,7 +11,6 @@ from rlfm import CheckpointError
 from rlfm.checkpoint import load_model, save_model
 from rlfm.evaluate import collect_dataset
 from rlfm.features import collate, encode
-from rlfm.mdp import backward_induction
 from rlfm.model import RLFM, ModelConfig, policy_loss, segment_softmax
 from rlfm.stats import Statistics
 
@@ -83,16 +82,6 @@ def test_batching_equals_one_by_one():
 
 def _double(g):
     return g.to(dtype=torch.float64)
-
-
-def test_untrained_network_is_the_boltzmann_policy_of_the_certainty_equivalent_plan():
-    torch.manual_seed(0)
-    model = RLFM(ModelConfig(width=16, steps=2)).double()
-    mdp, stats = frozen_lake_stats(episodes=300)
-    q = backward_induction(stats.empirical_mdp(mdp.horizon)).Q[0]
-    logits = (q - q.max(1, keepdims=True)) / (0.03 * (q.max() - q.min()))
-    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    np.testing.assert_allclose(model.policy(stats, mdp.horizon), expected, atol=1e-6)
 
 
 def test_segment_softmax():

@@ -23,7 +23,7 @@ from rlfm.io import atomic_write_text
 from rlfm.model import RLFM, ModelConfig
 
 FORMAT_VERSION = 2  # 2: 14 state-action features (the plans' gaps in MDP-span units)
-PRETRAINED = "rlfm-v0"
+PRETRAINED = "rlfm-v1"
 
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:

@@ -24,7 +24,7 @@ from rlfm.mdp import backward_induction
 from rlfm.stats import Statistics
 
 SA_FEATURES = 14
-PLAN_GAPS = slice(12, 14)  # the two plans' action gaps in units of their span over the MDP
+CE_GAP = 12  # index of the CE plan's action gap in units of its span over the MDP
 STATE_FEATURES = 6
 EDGE_FEATURES = 2
 PLANNING_HORIZON_CAP = 1000  # the in-context plans look at most this many steps ahead

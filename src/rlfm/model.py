@@ -9,12 +9,7 @@ times like unrolled value iteration, does:
              step can express a Bellman expectation; an unvisited pair gets a learned message
   update     residual MLPs on both node types
 
-A policy head scores every (s, a); a softmax over each state's actions gives π(a|s). With
-`plan_skip`, the logits also get a learned linear term in the two in-context plans' action gaps
-(features.PLAN_GAPS), starting at the prior's target temperature for the certainty-equivalent
-plan while the head's last layer starts at zero: an untrained network is exactly the Boltzmann
-policy of CE planning, and training learns what to correct (SPEC §7: with plentiful data it
-must match CE-VI, which the network without the skip did not). A value
+A policy head scores every (s, a); a softmax over each state's actions gives π(a|s). A value
 head reads the state nodes. There is no maximum S or A: every operation is per node or edge,
 with shared weights and order-free sums, hence equivariant to permutations of states and of
 actions.
@@ -28,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlfm.features import EDGE_FEATURES, PLAN_GAPS, SA_FEATURES, STATE_FEATURES, GraphBatch, collate, encode
+from rlfm.features import EDGE_FEATURES, SA_FEATURES, STATE_FEATURES, GraphBatch, collate, encode
 from rlfm.stats import Statistics
 
 
@@ -38,7 +33,6 @@ class ModelConfig:
     steps: int = 8             # K: applications of the weight-tied block
     transition_bias: bool = True
     weight_tying: bool = True
-    plan_skip: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,12 +129,6 @@ class RLFM(nn.Module):
         self.blocks = nn.ModuleList(Block(d, config.transition_bias) for _ in range(n_blocks))
         self.policy_head = mlp(d, d, 1)
         self.value_head = mlp(d, d, 1)
-        if config.plan_skip:
-            self.plan_skip = nn.Linear(PLAN_GAPS.stop - PLAN_GAPS.start, 1, bias=False)
-            with torch.no_grad():   # CE gap / tau_rel with the default prior's tau_rel = 0.03
-                self.plan_skip.weight.copy_(torch.tensor([[1 / 0.03, 0.0]]))
-                self.policy_head[-1].weight.zero_()
-                self.policy_head[-1].bias.zero_()
 
     def forward(self, g: GraphBatch, steps: int | None = None):
         steps = steps or self.config.steps
@@ -150,10 +138,7 @@ class RLFM(nn.Module):
         for k in range(steps):
             block = self.blocks[min(k, len(self.blocks) - 1)]
             h_sa, h_s = block(h_sa, h_s, g, has_edges)
-        logits = self.policy_head(h_sa).squeeze(-1)
-        if self.config.plan_skip:
-            logits = logits + self.plan_skip(g.sa_x[:, PLAN_GAPS]).squeeze(-1)
-        return logits, self.value_head(h_s).squeeze(-1)
+        return self.policy_head(h_sa).squeeze(-1), self.value_head(h_s).squeeze(-1)
 
     def log_policy(self, g: GraphBatch, steps: int | None = None) -> torch.Tensor:
         """log π(a|s) for every (s, a) node: a log-softmax over each state's actions."""

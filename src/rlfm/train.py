@@ -1,6 +1,6 @@
 """Pretraining: stream synthetic MDPs from the prior, fit the policy (and value) targets.
 
-    rlfm train --config configs/rlfm-v0.toml --out runs/v0 [--resume]
+    rlfm train --config configs/rlfm-v1.toml --out runs/rlfm-v1 [--resume]
     torchrun --nproc_per_node 2 -m rlfm.train --config ... --out ...     # DDP over gloo (CPU)
 
 AdamW with linear warm-up then cosine decay, gradient clipping; periodic validation on held-out
@@ -139,12 +139,13 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> No
 
 # ---- validation --------------------------------------------------------------------------------
 def validation_set(cfg: RunConfig):
-    """Held-out prior examples (with their true MDPs) and suite statistics from random data."""
+    """Held-out prior examples (with their true MDPs), the same examples as one batch with
+    targets (for a held-out loss), and suite statistics from random data."""
     from rlfm import envs
     from rlfm.evaluate import collect_dataset
     from rlfm.mdp import ScoreReference
     from rlfm.priors.config import load_config
-    from rlfm.priors.dataset import example_rng
+    from rlfm.priors.dataset import collate, example_rng
     from rlfm.priors.sampler import sample_example
 
     prior = load_config(cfg.prior or None)
@@ -157,7 +158,13 @@ def validation_set(cfg: RunConfig):
         mdp = envs.load_mdp(env_id)
         stats = collect_dataset(env, mdp, "uniform", cfg.validation.suite_episodes, seed=0)
         suite_set.append((env_id, mdp, stats, ScoreReference.of(mdp)))
-    return prior_set, suite_set
+    return prior_set, collate(examples), suite_set
+
+
+def mean_score(scores) -> float:
+    """Mean normalised score over prior MDPs, each clipped to [-1, 1]: where the uniform policy is
+    nearly optimal a normalised score can be -100, and a few such MDPs would drown the rest."""
+    return float(np.mean(np.clip(scores, -1.0, 1.0)))
 
 
 def cevi_reference(prior_set, suite_set) -> dict:
@@ -170,20 +177,23 @@ def cevi_reference(prior_set, suite_set) -> dict:
         return ref.normalise(evaluate_policy(mdp, backward_induction(
             stats.empirical_mdp(mdp.horizon)).policy[0]))
 
-    metrics = {"val_prior_score": float(np.mean([score(*item) for item in prior_set]))}
+    metrics = {"val_prior_score": mean_score([score(*item) for item in prior_set])}
     for env_id, mdp, stats, ref in suite_set:
         metrics[f"val_{env_id}"] = score(mdp, stats, ref)
     return metrics
 
 
 @torch.no_grad()
-def validate(model: RLFM, prior_set, suite_set) -> dict:
+def validate(model: RLFM, prior_set, prior_batch: GraphBatch, suite_set) -> dict:
     from rlfm.mdp import evaluate_policy
 
     model.eval()
     scores = [ref.normalise(evaluate_policy(mdp, model.policy(stats, mdp.horizon).argmax(1)))
               for mdp, stats, ref in prior_set]
-    metrics = {"val_prior_score": float(np.mean(scores))}
+    weight = model.sa_in[0].weight
+    held_out = prior_batch.to(weight.device, weight.dtype)
+    metrics = {"val_policy_loss": policy_loss(model.log_policy(held_out), held_out).item(),
+               "val_prior_score": mean_score(scores)}
     for env_id, mdp, stats, ref in suite_set:
         greedy = model.policy(stats, mdp.horizon).argmax(1)
         metrics[f"val_{env_id}"] = ref.normalise(evaluate_policy(mdp, greedy))
@@ -223,7 +233,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
                         batch_size=tc.batch_size, start=step)
     loader = DataLoader(data, batch_size=None, num_workers=tc.workers,
                         persistent_workers=tc.workers > 0, prefetch_factor=4 if tc.workers else None)
-    prior_set, suite_set = validation_set(cfg) if main else ([], [])
+    prior_set, prior_batch, suite_set = validation_set(cfg) if main else ([], None, [])
     reference = cevi_reference(prior_set, suite_set) if main else {}
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -251,7 +261,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
                    "policy_loss": p_loss.item(), "value_loss": v_loss.item(),
                    "grad_norm": float(grad_norm), "mdps_per_s": rate}
             if step % tc.eval_every == 0 or step == tc.steps:
-                row.update(validate(model, prior_set, suite_set))
+                row.update(validate(model, prior_set, prior_batch, suite_set))
                 history.append(row)
             _append_csv(out / "log.csv", row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
