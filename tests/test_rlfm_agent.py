@@ -53,7 +53,21 @@ def test_offline_fit_returns_greedy_policy(checkpoint):
     agent = rlfm.agents.make("rlfm", 16, 4, horizon=mdp.horizon, checkpoint=checkpoint)
     policy = agent.fit(stats)
     assert policy.shape == (16,)
-    np.testing.assert_array_equal(policy, agent.network.logits(stats, mdp.horizon).argmax(1))
+    logits = agent.network.logits(stats, mdp.horizon)
+    chosen = logits[np.arange(16), policy]
+    np.testing.assert_array_equal(chosen, logits.max(1))      # always a best action
+
+
+def test_tied_actions_are_broken_at_random(checkpoint):
+    """With no data every action of a state has the same logit: the greedy policy must not be
+    'always action 0' (a fixed arbitrary policy), but differ across seeds."""
+    policies = {tuple(rlfm.agents.make("rlfm", 16, 4, horizon=100, seed=seed,
+                                       checkpoint=checkpoint).policy()) for seed in range(5)}
+    assert len(policies) > 1
+    acting = {tuple(rlfm.agents.make("rlfm", 16, 4, horizon=100, seed=seed,
+                                     checkpoint=checkpoint).act(s, 0) for s in range(16))
+              for seed in range(5)}
+    assert len(acting) > 1
 
 
 def test_bad_knobs_and_checkpoints(checkpoint, tmp_path):

@@ -11,7 +11,9 @@ acts on them. `exploration`:
   "sample"            a fresh action from π(.|s) at every step.
 Greedy is the default because it measured best (benchmarks/exploration.py): on FrozenLake 4x4,
 RiverSwim and NChain it had the lowest regret of the three, and nothing solved DeepSea.
-The exploitation policy (`policy()`, and `fit` offline) is greedy on π.
+The exploitation policy (`policy()`, and `fit` offline) is greedy on π. Exactly tied actions
+(a state with no data gives every action the same logit) are broken at random, as the baselines
+do: always taking action 0 there is a fixed, arbitrary policy, often worse than uniform.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlfm.agents._planning import greedy
 from rlfm.agents.base import ModelBasedAgent, register
 from rlfm.errors import RlfmError
 
@@ -54,15 +57,18 @@ class RLFMAgent(ModelBasedAgent):
     def plan(self) -> None:
         self.logits = self.network.logits(self.stats, self.horizon)
         if self.exploration == "gumbel":
-            self.noisy = self.logits + self.rng.gumbel(size=self.logits.shape)
+            self.acting = (self.logits + self.rng.gumbel(size=self.logits.shape)).argmax(axis=1)
+        elif self.exploration == "greedy":
+            self.acting = greedy(self.logits, self.rng)
+        self._exploit = None
 
     def act(self, state: int, step: int) -> int:
-        if self.exploration == "gumbel":
-            return int(self.noisy[state].argmax())
         if self.exploration == "sample":
             p = np.exp(self.logits[state] - self.logits[state].max())
             return int(self.rng.choice(self.n_actions, p=p / p.sum()))
-        return int(self.logits[state].argmax())
+        return int(self.acting[state])
 
     def policy(self) -> np.ndarray:
-        return self.logits.argmax(axis=1)
+        if self._exploit is None:
+            self._exploit = greedy(self.logits, self.tie_rng)
+        return self._exploit
