@@ -169,3 +169,5 @@ def test_bench_resumes_and_reruns_rlfm_only_after_its_checkpoint_changes(tmp_pat
     cell = json.loads((tmp_path / "out" / "rlfm_RiverSwim-v0" / "online" / "results.json")
                       .read_text())
     assert set(cell["agents"]) == {"rlfm", "uniform"}
+    summary = (tmp_path / "out" / "SUMMARY.md").read_text()
+    assert "| rlfm/RiverSwim-v0 | 3 | " in summary.split("### Online")[0]   # the headline table

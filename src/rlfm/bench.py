@@ -110,9 +110,53 @@ def _fmt_knobs(entry: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in entry.get("knobs", {}).items())
 
 
+HEADLINE = ("rlfm", "ucbvi (tuned)", "psrl (tuned)", "qlearning (tuned)")
+SCARCE = 10  # D <= SCARCE counts as scarce data (SPEC §6)
+
+
+def headline(out: Path, env_ids: list[str]) -> str:
+    """rlfm against the tuned baselines: online episodes to 0.9 / AUC per environment, and how
+    often rlfm's offline score is at least tuned VI-LCB's (within one standard error)."""
+    lines = ["### Headline: rlfm against tuned baselines", "",
+             "Online: episodes to 0.9 / AUC (missing environments not run).", "",
+             "| env | E | " + " | ".join(HEADLINE) + " |", "|---|---|" + "---|" * len(HEADLINE)]
+    for env_id in env_ids:
+        res = _read(out / slug(env_id) / "online")
+        if res is None:
+            continue
+        cells = [f"{e['episodes_to_90'] or 'never'} / {e['auc']:.2f}" if e else "—"
+                 for e in (res["agents"].get(name) for name in HEADLINE)]
+        E = len(next(iter(res["agents"].values()))["curve"])
+        lines.append(f"| {env_id} | {E} | " + " | ".join(cells) + " |")
+    counts = {"cells": 0, "at_least": 0, "scarce": 0, "above": 0, "below": 0}
+    for env_id in env_ids:
+        for behavior in BEHAVIORS:
+            res = _read(out / slug(env_id) / f"offline-{behavior}")
+            ours, theirs = ((res or {}).get("agents", {}).get(k) for k in ("rlfm", "vilcb (tuned)"))
+            if not (ours and theirs):
+                continue
+            for d, m, s, m2, s2 in zip(ours["dataset_episodes"], ours["score"], ours["score_std"],
+                                       theirs["score"], theirs["score_std"], strict=True):
+                margin = (s ** 2 / ours["seeds"] + s2 ** 2 / theirs["seeds"]) ** 0.5
+                counts["cells"] += 1
+                counts["at_least"] += m >= m2 - margin
+                if d <= SCARCE:
+                    counts["scarce"] += 1
+                    counts["above"] += m > m2 + margin
+                    counts["below"] += m < m2 - margin
+    if counts["cells"]:
+        lines += ["", f"Offline: rlfm's mean score is at least tuned VI-LCB's (within one "
+                  f"standard error of the difference) in {counts['at_least']} of "
+                  f"{counts['cells']} (env, behaviour, D) cells; with D ≤ {SCARCE} "
+                  f"({counts['scarce']} cells) it is above by more than that in "
+                  f"{counts['above']} and below in {counts['below']}."]
+    return "\n".join(lines) + "\n"
+
+
 def summarize(out: Path, env_ids: list[str]) -> str:
     """Markdown tables from the results.json files under `out` (missing cells are skipped)."""
-    lines = ["### Online: episodes to 0.9 / AUC / final normalised score", ""]
+    lines = [headline(out, env_ids), "### Online: episodes to 0.9 / AUC / final normalised score",
+             ""]
     online = {e: _read(out / slug(e) / "online") for e in env_ids}
     names = _agent_names(online.values())
     if names:
