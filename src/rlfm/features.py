@@ -9,7 +9,10 @@ Features are invariant to the reward scale (rewards divided by a per-MDP scale) 
 deterministic functions of the statistic, remain "in context". Besides counts and moments they
 include two plans computed from the statistic itself — the certainty-equivalent Q and an
 optimistic Q with a count bonus — which let the network start from value iteration rather than
-having to learn it (SPEC §7: without them, the network did not learn to plan).
+having to learn it (SPEC §7: without them, the network did not learn to plan). Each plan enters
+as a value, a within-state advantage, and an action gap in units of the plan's span over the
+whole MDP: the policy targets' temperature is a fraction of span(Q*), a global quantity that no
+node could otherwise see.
 """
 
 from __future__ import annotations
