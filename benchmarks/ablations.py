@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 from pathlib import Path
 
 from rlfm.checkpoint import load_model
@@ -36,6 +37,7 @@ VARIANTS = {
     "K=4": ("4 steps of the tied block", {"model": {"steps": 4}}),
     "K=12": ("12 steps of the tied block", {"model": {"steps": 12}}),
     "width=32": ("width 32", {"model": {"width": 32}}),
+    "width=128": ("width 128", {"model": {"width": 128}}),
     "prior:no-learner-contexts": ("contexts from uniform / ε-greedy / fixed policies only",
                                   {"prior": {"context": {"behaviours": {
                                       "uniform": 1, "epsilon_greedy": 1, "fixed_policy": 1}}}}),
@@ -78,8 +80,9 @@ def main(steps: int, only: list[str]) -> str:
             train(cfg, out, resume=True, log=lambda _: None)
         cfg.validation.prior_examples = HELD_OUT
         prior_set, prior_batch, suite_set = validation_set(cfg)
-        rows.append((name, what, validate(load_model(out / "model"), prior_set, prior_batch,
-                                          suite_set), cevi_reference(prior_set, suite_set)))
+        metrics = validate(load_model(out / "model"), prior_set, prior_batch, suite_set)
+        metrics["mdps_per_s"] = float(list(csv.DictReader((out / "log.csv").open()))[-1]["mdps_per_s"])
+        rows.append((name, what, metrics, cevi_reference(prior_set, suite_set)))
         if name == "base":
             cevi_loss = boltzmann_loss(prior_batch, data["prior"])
     suite = [f"val_{env_id}" for env_id in base["validation"]["suite"]]
@@ -91,16 +94,17 @@ def main(steps: int, only: list[str]) -> str:
              "prior is scored on its own prior), and score on suite MDPs from 100 episodes of "
              "uniform-random data. Short runs: they rank the choices, they are not the shipped "
              "model's figures.", "",
-             "| variant | change | held-out policy loss | prior score | "
+             "| variant | change | training MDPs/s | held-out policy loss | prior score | "
              + " | ".join(k[4:] for k in suite) + " |",
-             "|---|---|---|---|" + "---|" * len(suite)]
+             "|---|---|---|---|---|" + "---|" * len(suite)]
     cevi = rows[0][3]  # CE-VI on the base prior's held-out set
     lines.append("| CE-VI (reference) | its first-step plan; loss of the Boltzmann policy of its "
-                 f"Q at the targets' temperature | {cevi_loss:.3f} | {cevi['val_prior_score']:.3f} | "
+                 f"Q at the targets' temperature | — | {cevi_loss:.3f} | {cevi['val_prior_score']:.3f} | "
                  + " | ".join(f"{cevi[k]:.3f}" for k in suite) + " |")
     for name, what, m, _ in rows:
-        lines.append(f"| {name} | {what} | {m['val_policy_loss']:.3f} | {m['val_prior_score']:.3f} | "
-                     + " | ".join(f"{m[k]:.3f}" for k in suite) + " |")
+        cells = [f"{m['mdps_per_s']:.0f}", f"{m['val_policy_loss']:.3f}",
+                 f"{m['val_prior_score']:.3f}", *(f"{m[k]:.3f}" for k in suite)]
+        lines.append(f"| {name} | {what} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
