@@ -13,7 +13,12 @@ import copy
 import csv
 from pathlib import Path
 
+import numpy as np
+
+from rlfm import envs
+from rlfm.agents import make
 from rlfm.checkpoint import load_model
+from rlfm.evaluate import online_run
 from rlfm.features import CE_GAP
 from rlfm.model import policy_loss, segment_log_softmax
 from rlfm.priors.config import load_config
@@ -43,6 +48,13 @@ VARIANTS = {
                                       "uniform": 1, "epsilon_greedy": 1, "fixed_policy": 1}}}}),
     "prior:uniform-only": ("contexts from uniform-random behaviour only",
                            {"prior": {"context": {"behaviours": {"uniform": 1}}}}),
+    "prior:sticky-contexts": ("more contexts whose visits say little about optimality: fixed "
+                              "policies 0.3, near-greedy learners (bonus scale from 0.001)",
+                              {"prior": {"context": {
+                                  "behaviours": {"uniform": 0.15, "epsilon_greedy": 0.15,
+                                                 "fixed_policy": 0.3, "optimistic": 0.3,
+                                                 "agent:psrl": 0.1},
+                                  "optimistic": {"bonus_scale": [0.001, 1.0]}}}}),
     "targets:tau_rel=0.01": ("sharper policy targets (tau = 0.01 span Q*; loss not comparable)",
                              {"prior": {"targets": {"tau_rel": 0.01}}}),
 }
@@ -56,11 +68,23 @@ def merged(base: dict, over: dict) -> dict:
 
 
 HELD_OUT = 256  # prior examples each variant is scored on (more than training's periodic check)
+ONLINE = ("FrozenLake-v1", 50, 3)  # online check: environment, episodes, seeds
 
 
-def boltzmann_loss(batch, prior_overrides: dict) -> float:
-    """Held-out policy loss of softmax(CE gap / tau_rel): the targets' form applied to the CE plan."""
-    tau_rel = load_config(prior_overrides or None).targets["tau_rel"]
+def online_auc(checkpoint: Path) -> float:
+    """Mean AUC of the greedy rlfm agent learning online (the exploration the variant learned)."""
+    env_id, episodes, seeds = ONLINE
+    env, mdp = envs.make(env_id), envs.load_mdp(env_id)
+    return float(np.mean([online_run(env, mdp, make("rlfm", mdp.n_states, mdp.n_actions,
+                                                       mdp.horizon, seed=seed,
+                                                       checkpoint=str(checkpoint)),
+                                     episodes, seed).scores.mean() for seed in range(seeds)]))
+
+
+def boltzmann_loss(batch, prior_overrides: dict, tau_rel: float | None = None) -> float:
+    """Held-out policy loss of softmax(CE gap / tau_rel), the targets' form applied to the CE
+    plan (tau_rel=inf: the uniform policy)."""
+    tau_rel = tau_rel or load_config(prior_overrides or None).targets["tau_rel"]
     logits = batch.sa_x[:, CE_GAP] / tau_rel
     return policy_loss(segment_log_softmax(logits, batch.sa_state, batch.n_states), batch).item()
 
@@ -81,10 +105,12 @@ def main(steps: int, only: list[str]) -> str:
         cfg.validation.prior_examples = HELD_OUT
         prior_set, prior_batch, suite_set = validation_set(cfg)
         metrics = validate(load_model(out / "model"), prior_set, prior_batch, suite_set)
+        metrics["online_auc"] = online_auc(out / "model")
         metrics["mdps_per_s"] = float(list(csv.DictReader((out / "log.csv").open()))[-1]["mdps_per_s"])
         rows.append((name, what, metrics, cevi_reference(prior_set, suite_set)))
         if name == "base":
             cevi_loss = boltzmann_loss(prior_batch, data["prior"])
+            uniform_loss = boltzmann_loss(prior_batch, data["prior"], tau_rel=float("inf"))
     suite = [f"val_{env_id}" for env_id in base["validation"]["suite"]]
     lines = ["## Ablations", "",
              f"`python benchmarks/ablations.py --steps {steps}` on {machine()}: each variant "
@@ -92,18 +118,22 @@ def main(steps: int, only: list[str]) -> str:
              f"policy loss (cross-entropy to the targets) and greedy-policy score on {HELD_OUT} "
              "held-out prior MDPs (statistics of their sampled contexts; a variant with another "
              "prior is scored on its own prior), and score on suite MDPs from 100 episodes of "
-             "uniform-random data. Short runs: they rank the choices, they are not the shipped "
-             "model's figures.", "",
+             "uniform-random data; online: mean AUC of the greedy agent over "
+             f"{ONLINE[1]} episodes x {ONLINE[2]} seeds on {ONLINE[0]}. Short runs: they rank "
+             "the choices, they are not the shipped model's figures.", "",
              "| variant | change | training MDPs/s | held-out policy loss | prior score | "
-             + " | ".join(k[4:] for k in suite) + " |",
-             "|---|---|---|---|---|" + "---|" * len(suite)]
+             + " | ".join(k[4:] for k in suite) + f" | online AUC, {ONLINE[0]} |",
+             "|---|---|---|---|---|" + "---|" * (len(suite) + 1)]
     cevi = rows[0][3]  # CE-VI on the base prior's held-out set
     lines.append("| CE-VI (reference) | its first-step plan; loss of the Boltzmann policy of its "
                  f"Q at the targets' temperature | — | {cevi_loss:.3f} | {cevi['val_prior_score']:.3f} | "
-                 + " | ".join(f"{cevi[k]:.3f}" for k in suite) + " |")
+                 + " | ".join(f"{cevi[k]:.3f}" for k in suite) + " | — |")
+    lines.append(f"| uniform policy (reference) | | — | {uniform_loss:.3f} | 0 | "
+                 + " | ".join("0" for _ in suite) + " | 0 |")
     for name, what, m, _ in rows:
         cells = [f"{m['mdps_per_s']:.0f}", f"{m['val_policy_loss']:.3f}",
-                 f"{m['val_prior_score']:.3f}", *(f"{m[k]:.3f}" for k in suite)]
+                 f"{m['val_prior_score']:.3f}", *(f"{m[k]:.3f}" for k in suite),
+                 f"{m['online_auc']:.3f}"]
         lines.append(f"| {name} | {what} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -3,8 +3,9 @@ baseline at its defaults and tuned; per-environment results plus one markdown su
 
 Resumable: an (environment, protocol) whose results.json already exists is not run again
 (unless `force`), so a long run that is stopped loses at most the cell in progress. The rlfm
-agent's entries record the SHA-256 of the checkpoint's weights; an entry from another checkpoint
-counts as missing, so after retraining a rerun recomputes rlfm and keeps the baselines.
+agent's entries record what decides its behaviour (the SHA-256 of the checkpoint's weights and
+the exploration mode); an entry made with other ones counts as missing, so after retraining or
+a change of default a rerun recomputes rlfm and keeps the baselines.
 """
 
 from __future__ import annotations
@@ -37,43 +38,49 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
     if suite not in SUITES:
         raise RlfmError(f"unknown suite {suite!r}; available: {', '.join(SUITES)}")
     budgets = SUITES[suite]
-    weights = _checkpoint_sha256(fixed)
+    fingerprint = _rlfm_fingerprint(fixed)
     for env_id in envs or []:
         if env_id not in budgets:
             raise RlfmError(f"{env_id!r} is not in the {suite} suite")
     for env_id in envs or budgets:
         episodes = max(1, round(budgets[env_id] * episodes_scale))
         cell = out / slug(env_id) / "online"
-        missing, previous = _missing(cell, online_agents, force, seeds, weights, episodes)
+        missing, previous = _missing(cell, online_agents, force, seeds, fingerprint, episodes)
         if missing:
             log(f"online  {env_id}: {', '.join(missing)}: {episodes} episodes x {seeds} seeds")
             results = evaluate.run_online(env_id, missing, episodes, seeds, tune=True,
                                           workers=workers, fixed=fixed)
-            _save(_merge(previous, results, weights), cell, plot_online)
+            _save(_merge(previous, results, fingerprint), cell, plot_online)
         for behavior in BEHAVIORS:
             cell = out / slug(env_id) / f"offline-{behavior}"
-            missing, previous = _missing(cell, offline_agents, force, seeds, weights)
+            missing, previous = _missing(cell, offline_agents, force, seeds, fingerprint)
             if missing:
                 log(f"offline {env_id}: {', '.join(missing)}: {behavior} behaviour x {seeds} seeds")
                 results = evaluate.run_offline(env_id, missing, behavior, dataset_episodes,
                                                seeds, tune=True, workers=workers, fixed=fixed)
-                _save(_merge(previous, results, weights), cell, plot_offline)
+                _save(_merge(previous, results, fingerprint), cell, plot_offline)
     summary = summarize(out, list(budgets))  # every cell that has results, not only this run's
     atomic_write_text(out / "SUMMARY.md", summary)
     return summary
 
 
-def _checkpoint_sha256(fixed: dict | None) -> str:
-    """SHA-256 of the weights the rlfm agent runs with (the --checkpoint, or the shipped one)."""
+def _rlfm_fingerprint(fixed: dict | None) -> str:
+    """What the rlfm agent's results depend on besides the seed: the SHA-256 of the weights it
+    runs with (the --checkpoint, or the shipped one) and its exploration mode."""
+    import inspect
+
+    from rlfm.agents.rlfm import RLFMAgent
     from rlfm.checkpoint import pretrained_path, read_config
 
-    path = (fixed or {}).get("rlfm", {}).get("checkpoint") or pretrained_path()
-    return read_config(path)["weights_sha256"]
+    knobs = (fixed or {}).get("rlfm", {})
+    default = inspect.signature(RLFMAgent).parameters["exploration"].default
+    sha = read_config(knobs.get("checkpoint") or pretrained_path())["weights_sha256"]
+    return f"{sha} exploration={knobs.get('exploration', default)}"
 
 
-def _missing(cell: Path, names: list[str], force: bool, seeds: int, weights: str,
+def _missing(cell: Path, names: list[str], force: bool, seeds: int, fingerprint: str,
              episodes: int | None = None) -> tuple[list[str], dict | None]:
-    """The agents a cell still lacks (an rlfm entry from other weights counts as lacking), and
+    """The agents a cell still lacks (an rlfm entry of another fingerprint counts as lacking), and
     its previous results (None when rerun from scratch: forced, or run with other seeds or
     episodes, which must not be merged)."""
     previous = None if force else _read(cell)
@@ -85,14 +92,14 @@ def _missing(cell: Path, names: list[str], force: bool, seeds: int, weights: str
     if previous is None:
         return list(names), None
     have = {n for n, e in previous["agents"].items()
-            if not n.startswith("rlfm") or e.get("weights_sha256") == weights}
+            if not n.startswith("rlfm") or e.get("fingerprint") == fingerprint}
     return [n for n in names if n not in have], previous
 
 
-def _merge(previous: dict | None, new: dict, weights: str) -> dict:
+def _merge(previous: dict | None, new: dict, fingerprint: str) -> dict:
     for name, entry in new["agents"].items():
         if name.startswith("rlfm"):
-            entry["weights_sha256"] = weights
+            entry["fingerprint"] = fingerprint
     if previous is None:
         return new
     merged = dict(previous)
