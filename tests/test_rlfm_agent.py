@@ -64,8 +64,8 @@ def test_tied_actions_are_broken_at_random(checkpoint):
     policies = {tuple(rlfm.agents.make("rlfm", 16, 4, horizon=100, seed=seed,
                                        checkpoint=checkpoint).policy()) for seed in range(5)}
     assert len(policies) > 1
-    acting = {tuple(rlfm.agents.make("rlfm", 16, 4, horizon=100, seed=seed,
-                                     checkpoint=checkpoint).act(s, 0) for s in range(16))
+    acting = {tuple(rlfm.agents.make("rlfm", 16, 4, horizon=100, seed=seed, checkpoint=checkpoint,
+                                     exploration="greedy").act(s, 0) for s in range(16))
               for seed in range(5)}
     assert len(acting) > 1
 
