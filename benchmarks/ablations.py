@@ -72,7 +72,7 @@ ONLINE = ("FrozenLake-v1", 50, 3)  # online check: environment, episodes, seeds
 
 
 def online_auc(checkpoint: Path) -> float:
-    """Mean AUC of the greedy rlfm agent learning online (the exploration the variant learned)."""
+    """Mean AUC of the rlfm agent (default exploration) learning online with this checkpoint."""
     env_id, episodes, seeds = ONLINE
     env, mdp = envs.make(env_id), envs.load_mdp(env_id)
     return float(np.mean([online_run(env, mdp, make("rlfm", mdp.n_states, mdp.n_actions,

@@ -8,9 +8,11 @@ import torch
 
 import rlfm
 from rlfm import CheckpointError
+from rlfm.agents._planning import bounded_backward_induction
 from rlfm.checkpoint import load_model, save_model
 from rlfm.evaluate import collect_dataset
-from rlfm.features import collate, encode
+from rlfm.features import collate, encode, first_step_plans
+from rlfm.mdp import backward_induction
 from rlfm.model import RLFM, ModelConfig, policy_loss, segment_softmax
 from rlfm.stats import Statistics
 
@@ -82,6 +84,23 @@ def test_batching_equals_one_by_one():
 
 def _double(g):
     return g.to(dtype=torch.float64)
+
+
+@pytest.mark.parametrize("env_id, behavior, episodes", [
+    ("FrozenLake-v1", "uniform", 30), ("CliffWalking-v1", "expert", 5), ("Taxi-v3", "medium", 10)])
+def test_fused_plans_equal_the_two_solvers(env_id, behavior, episodes):
+    """features.first_step_plans computes both in-context plans in one pass (for speed): it must
+    give the same Q_0 as backward induction and bounded backward induction with the bonus."""
+    env = rlfm.envs.make(env_id)
+    mdp = rlfm.TabularMDP.from_gymnasium(env)
+    stats = collect_dataset(env, mdp, behavior, episodes, seed=0)
+    model = stats.empirical_mdp(mdp.horizon)
+    n = stats.visits
+    bonus = np.where(n > 0, 0.5 / np.sqrt(np.maximum(n, 1)), np.inf)
+    q_ce, q_opt = first_step_plans(model, bonus, -2.0, 3.0)
+    np.testing.assert_allclose(q_ce, backward_induction(model).Q[0], rtol=1e-12, atol=1e-9)
+    expected = bounded_backward_induction(model, -2.0, 3.0, lambda h, v: bonus).Q[0]
+    np.testing.assert_allclose(q_opt, expected, rtol=1e-12, atol=1e-9)
 
 
 def test_segment_softmax():

@@ -78,6 +78,11 @@ def _rlfm_fingerprint(fixed: dict | None) -> str:
     return f"{sha} exploration={knobs.get('exploration', default)}"
 
 
+def _is_rlfm(entry_name: str) -> bool:
+    """An entry of the rlfm agent ("rlfm", or "rlfm (...)" with fixed knobs)."""
+    return entry_name.split(" ")[0] == "rlfm"
+
+
 def _missing(cell: Path, names: list[str], force: bool, seeds: int, fingerprint: str,
              episodes: int | None = None) -> tuple[list[str], dict | None]:
     """The agents a cell still lacks (an rlfm entry of another fingerprint counts as lacking), and
@@ -92,13 +97,13 @@ def _missing(cell: Path, names: list[str], force: bool, seeds: int, fingerprint:
     if previous is None:
         return list(names), None
     have = {n for n, e in previous["agents"].items()
-            if not n.startswith("rlfm") or e.get("fingerprint") == fingerprint}
+            if not _is_rlfm(n) or e.get("fingerprint") == fingerprint}
     return [n for n in names if n not in have], previous
 
 
 def _merge(previous: dict | None, new: dict, fingerprint: str) -> dict:
     for name, entry in new["agents"].items():
-        if name.startswith("rlfm"):
+        if _is_rlfm(name):
             entry["fingerprint"] = fingerprint
     if previous is None:
         return new
