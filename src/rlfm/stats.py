@@ -82,6 +82,22 @@ class Statistics:
         stats.add_transitions(states, actions, rewards, next_states, terminated)
         return stats
 
+    @classmethod
+    def from_counts(cls, n_states: int, n_actions: int, *, visits, reward_sum, reward_sq_sum,
+                    terminations, terminal_entries, rows, next_states, counts) -> Statistics:
+        """A statistic from its arrays (as a batched world holds them): (S, A) visits, reward
+        sums and termination counts, (S,) terminal entries, and the transition counts as
+        (row = s*A + a, next state, count) triplets."""
+        stats = cls(n_states, n_actions)
+        stats.visits[...] = visits
+        stats.reward_sum[...] = reward_sum
+        stats.reward_sq_sum[...] = reward_sq_sum
+        stats.terminations[...] = terminations
+        stats.terminal_entries[...] = terminal_entries
+        keys = (np.asarray(rows, np.int64) * n_states + np.asarray(next_states, np.int64))
+        stats._pending.append(np.repeat(keys, np.asarray(counts, np.int64)))
+        return stats
+
     def merge(self, other: Statistics) -> Statistics:
         """A new statistic holding the data of both (equal to building it from all the data)."""
         if (self.n_states, self.n_actions) != (other.n_states, other.n_actions):

@@ -1,0 +1,236 @@
+"""The batched world: planning kernel, exact evaluation, statistics and simulation in batch,
+each checked against the per-MDP reference implementations (rlfm.mdp, rlfm.stats)."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlfm import envs
+from rlfm.mdp import (
+    backward_induction,
+    evaluate_policy,
+    policy_values,
+)
+from rlfm.priors import sample_mdp
+from rlfm.stats import Statistics
+from rlfm.world import (
+    Actor,
+    MDPBatch,
+    Observations,
+    StatsBatch,
+    optimistic_plan,
+    posterior_sample_plan,
+    run_learner,
+    simulate,
+    targets,
+)
+
+SUITE = ["FrozenLake-v1", "CliffWalking-v1", "rlfm/RiverSwim-v0", "rlfm/DeepSea-v0",
+         "rlfm/NChain-v0", "rlfm/FourRooms-v0", "rlfm/Garnet20-v0"]
+
+
+def prior_mdps(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [sample_mdp(rng) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    """Prior MDPs of every size and horizon, plus suite MDPs, in one batch."""
+    mdps = prior_mdps(24) + [envs.load_mdp(e) for e in SUITE]
+    return mdps, MDPBatch.from_mdps(mdps)
+
+
+def test_round_trip_to_tabular_mdp(mixed):
+    mdps, world = mixed
+    for i, mdp in enumerate(mdps):
+        back = world.to_mdp(i)
+        np.testing.assert_allclose(back.P, mdp.P, atol=1e-12)
+        np.testing.assert_array_equal(back.R, mdp.R)
+        np.testing.assert_array_equal(back.terminal, mdp.terminal)
+        assert back.horizon == mdp.horizon
+
+
+def test_solve_equals_exact_backward_induction(mixed):
+    mdps, world = mixed
+    plan = world.solve(greedy_actions=True)
+    for i, mdp in enumerate(mdps):
+        S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
+        exact = backward_induction(mdp)
+        np.testing.assert_allclose(plan.q[i, :S, :A].numpy(), exact.Q[0], atol=1e-6, rtol=1e-9)
+        np.testing.assert_allclose(plan.v[i, :S].numpy(), exact.V[0], atol=1e-6, rtol=1e-9)
+        # the greedy actions of every step are optimal at that step
+        acts = plan.actions[i, :H, :S].numpy()
+        chosen = np.take_along_axis(exact.Q, acts[..., None], axis=2)[..., 0]
+        np.testing.assert_allclose(chosen, exact.Q.max(axis=2), atol=1e-6, rtol=1e-9)
+
+
+def test_evaluate_equals_exact_policy_evaluation(mixed):
+    mdps, world = mixed
+    rng = np.random.default_rng(1)
+    B, S, A, _ = world.shape
+    Hmax = int(world.horizon.max())
+    logits = torch.as_tensor(rng.normal(size=(B, S, A)))
+    mask = world.action_mask[:, None, :]
+    stationary = torch.softmax(logits.masked_fill(~mask, -torch.inf), -1)
+    steps = torch.softmax(torch.as_tensor(rng.normal(size=(B, Hmax, S, A)))
+                          .masked_fill(~mask[:, None], -torch.inf), -1)
+    J, J_steps = world.evaluate(stationary), world.evaluate(steps)
+    for i, mdp in enumerate(mdps):
+        Sb, Ab, H = mdp.n_states, mdp.n_actions, mdp.horizon
+        pi = stationary[i, :Sb, :Ab].numpy()
+        assert J[i].item() == pytest.approx(evaluate_policy(mdp, pi), abs=1e-6, rel=1e-9)
+        pi_h = steps[i, :H, :Sb, :Ab].numpy()
+        assert J_steps[i].item() == pytest.approx(float(mdp.initial @ policy_values(mdp, pi_h)[0]),
+                                                  abs=1e-6, rel=1e-9)
+
+
+def test_evaluate_is_differentiable_in_the_policy():
+    mdp = envs.load_mdp("rlfm/RiverSwim-v0")
+    world = MDPBatch.from_mdps([mdp])
+    logits = torch.zeros(world.R.shape, dtype=torch.float64, requires_grad=True)
+    J = world.evaluate(torch.softmax(logits, -1))
+    J.sum().backward()
+    # finite differences on one logit
+    eps = 1e-6
+    bumped = logits.detach().clone()
+    bumped[0, 0, 0] += eps
+    fd = (world.evaluate(torch.softmax(bumped, -1)) - J.detach()) / eps
+    assert logits.grad[0, 0, 0].item() == pytest.approx(fd.item(), rel=1e-4, abs=1e-8)
+
+
+def test_targets_match_the_prior_sampler(mixed):
+    from rlfm.priors import targets as reference_targets
+
+    mdps, world = mixed
+    out = targets(world, tau_rel=0.03)
+    for i, mdp in enumerate(mdps):
+        ref = reference_targets(backward_induction(mdp), 0.03)
+        S, A = mdp.n_states, mdp.n_actions
+        np.testing.assert_allclose(out["policy"][i, :S, :A].numpy(), ref["policy_target"],
+                                   atol=1e-6)
+        np.testing.assert_allclose(out["value"][i, :S].numpy(), ref["value_target"], atol=1e-6)
+        assert out["value_scale"][i].item() == pytest.approx(ref["value_scale"], abs=1e-6)
+
+
+def test_statistics_round_trip():
+    rng = np.random.default_rng(3)
+    stats = []
+    for S, A, n in ((5, 3, 40), (1, 2, 7), (12, 4, 0), (30, 2, 300)):
+        s, a, s2 = rng.integers(S, size=n), rng.integers(A, size=n), rng.integers(S, size=n)
+        stats.append(Statistics.from_transitions(S, A, s, a, rng.normal(size=n), s2,
+                                                 rng.random(n) < 0.1))
+    batch = StatsBatch.from_statistics(stats)
+    for i, st in enumerate(stats):
+        assert batch.to_statistics(i) == st
+
+
+def _recorded_statistics(record, world, b):
+    def cat(name):
+        return torch.cat([getattr(r, name)[r.mdp == b] for r in record]).numpy()
+
+    return Statistics.from_transitions(int(world.n_states[b]), int(world.n_actions[b]),
+                                       cat("states"), cat("actions"), cat("rewards"),
+                                       cat("next_states"), cat("terminated"))
+
+
+def test_simulated_statistic_equals_statistic_of_the_same_transitions(mixed):
+    _, world = mixed
+    gen = torch.Generator().manual_seed(0)
+    stats = StatsBatch.empty(world)
+    episodes = torch.arange(world.batch_size) % 7
+    record = []
+    observe = Observations(use_entry=world.has_entry, noise=torch.full((world.batch_size,), 0.1,
+                                                                        dtype=torch.float64))
+    simulate(world, stats, episodes, Actor(), gen, observe, record=record)
+    for b in range(world.batch_size):
+        assert stats.to_statistics(b) == _recorded_statistics(record, world, b)
+        ended = sum(int(((r.mdp == b) & r.terminated).sum()) for r in record)
+        assert ended <= int(episodes[b])
+
+
+def test_episodes_respect_horizon_and_terminal_states(mixed):
+    mdps, world = mixed
+    gen = torch.Generator().manual_seed(1)
+    stats = StatsBatch.empty(world)
+    episodes = torch.full((world.batch_size,), 5)
+    record = []
+    simulate(world, stats, episodes, Actor(), gen, record=record)
+    for b, mdp in enumerate(mdps):
+        n = stats.visits[b].sum().item()
+        assert n <= 5 * mdp.horizon
+        st = stats.to_statistics(b)
+        # transitions only from non-terminal states and only along true transitions
+        rows, cols, _ = st.transition_triplets()
+        s, a = np.divmod(rows, mdp.n_actions)
+        assert not mdp.terminal[s].any()
+        assert (mdp.P[s, a, cols] > 0).all()
+        # an episode that never terminates lasts exactly H steps
+        if not mdp.terminal.any():
+            assert n == 5 * mdp.horizon
+
+
+def test_empirical_next_state_frequencies_converge():
+    mdp = envs.load_mdp("FrozenLake-v1")
+    world = MDPBatch.from_mdps([mdp])
+    stats = StatsBatch.empty(world)
+    simulate(world, stats, torch.tensor([4000]), Actor(), torch.Generator().manual_seed(2))
+    st = stats.to_statistics(0)
+    P_hat = st.empirical_mdp(mdp.horizon).P
+    visited = st.visits > 500
+    assert visited.sum() > 10
+    np.testing.assert_allclose(P_hat[visited], mdp.P[visited], atol=0.06)
+
+
+def test_simulation_is_deterministic_per_seed(mixed):
+    _, world = mixed
+
+    def run(seed):
+        stats = StatsBatch.empty(world)
+        simulate(world, stats, torch.full((world.batch_size,), 3), Actor(),
+                 torch.Generator().manual_seed(seed))
+        return stats.counts
+
+    assert torch.equal(run(5), run(5))
+    assert not torch.equal(run(5), run(6))
+
+
+def test_policy_tables_are_followed():
+    mdp = envs.load_mdp("rlfm/DeepSea-v0")
+    world = MDPBatch.from_mdps([mdp])
+    optimal = world.solve(greedy_actions=True).actions
+    stats = StatsBatch.empty(world)
+    simulate(world, stats, torch.tensor([3]), Actor(optimal), torch.Generator().manual_seed(0))
+    # DeepSea is deterministic: the optimal policy earns the optimal return every episode
+    J = float(mdp.initial @ backward_induction(mdp).V[0])
+    assert stats.reward_sum.sum().item() == pytest.approx(3 * J)
+
+
+def test_optimistic_learner_explores_deep_sea():
+    """The optimistic behaviour finds DeepSea's far reward (uniform actions almost never do)."""
+    mdp = envs.load_mdp("rlfm/DeepSea-v0")
+    world = MDPBatch.from_mdps([mdp])
+    stats = StatsBatch.empty(world)
+    gen = torch.Generator().manual_seed(0)
+    lo, hi = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    run_learner(world, stats, torch.tensor([60]),
+                lambda st, rows: Actor(optimistic_plan(st, world.horizon[rows],
+                                                       torch.full((len(rows),), 0.3,
+                                                                  dtype=torch.float64),
+                                                       lo[rows], hi[rows], gen)),
+                gen, replan_every_episode=20, replan_growth=0.25)
+    assert stats.visits.sum().item() == 60 * mdp.horizon
+    assert stats.reward_sum.max().item() > 0
+
+
+def test_posterior_sampling_learner_improves_on_river_swim():
+    mdp = envs.load_mdp("rlfm/RiverSwim-v0")
+    world = MDPBatch.from_mdps([mdp] * 4)
+    stats = StatsBatch.empty(world)
+    gen = torch.Generator().manual_seed(0)
+    run_learner(world, stats, torch.full((4,), 40),
+                lambda st, rows: Actor(posterior_sample_plan(st, world.horizon[rows], gen)), gen)
+    # it reaches the far end of the river (the right end pays the big reward)
+    assert stats.visits.sum().item() == 4 * 40 * mdp.horizon
+    big = mdp.R.max()
+    assert (stats.reward_sum.amax((1, 2)) >= big).all()
