@@ -234,3 +234,22 @@ def test_posterior_sampling_learner_improves_on_river_swim():
     assert stats.visits.sum().item() == 4 * 40 * mdp.horizon
     big = mdp.R.max()
     assert (stats.reward_sum.amax((1, 2)) >= big).all()
+
+
+def test_batched_features_equal_per_statistic_features(mixed):
+    from rlfm.features import collate, encode, encode_batch
+
+    mdps, world = mixed
+    stats = StatsBatch.empty(world)
+    gen = torch.Generator().manual_seed(4)
+    observe = Observations(use_entry=world.has_entry,
+                           noise=torch.full((world.batch_size,), 0.05, dtype=torch.float64))
+    simulate(world, stats, torch.arange(world.batch_size) % 6, Actor(), gen, observe)
+    single = [stats.to_statistics(i) for i in range(world.batch_size)]
+    expected = collate([encode(st, mdp.horizon) for st, mdp in zip(single, mdps, strict=True)])
+    for batch in (stats, StatsBatch.from_statistics(single)):
+        got = encode_batch(batch, world.horizon)
+        for name in ("sa_x", "sa_state", "state_x", "state_graph", "edge_sa", "edge_next",
+                     "edge_log_p", "edge_x", "graph_states", "graph_actions"):
+            torch.testing.assert_close(getattr(got, name), getattr(expected, name),
+                                       atol=1e-6, rtol=1e-5, msg=name)

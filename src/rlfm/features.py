@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from rlfm.mdp import TabularMDP
+from rlfm.planning import backward_induction
 from rlfm.stats import Statistics
+from rlfm.world import StatsBatch
 
 SA_FEATURES = 14
 CE_GAP = 12  # index of the CE plan's action gap in units of its span over the MDP
@@ -216,3 +218,107 @@ def collate(items: list[Encoded]) -> GraphBatch:
         batch.state_terminal = torch.from_numpy(cat([it.state_terminal for it in items]).astype(bool))
         batch.families = tuple(it.family for it in items)
     return batch
+
+
+# ---- batched featurisation ---------------------------------------------------------------------
+def _masked_max(x: torch.Tensor, mask: torch.Tensor, dims) -> torch.Tensor:
+    return x.masked_fill(~mask, -torch.inf).amax(dims)
+
+
+def _masked_min(x: torch.Tensor, mask: torch.Tensor, dims) -> torch.Tensor:
+    return x.masked_fill(~mask, torch.inf).amin(dims)
+
+
+def encode_batch(stats: StatsBatch, horizon: torch.Tensor) -> GraphBatch:
+    """The graphs of a batch of statistics (tasks of `horizon` (B,) steps), packed."""
+    B, S, A, _ = stats.counts.shape
+    dtype, device = stats.counts.dtype, stats.counts.device
+    horizon = horizon.to(device)
+    state_mask = torch.arange(S, device=device) < stats.n_states[:, None]
+    action_mask = torch.arange(A, device=device) < stats.n_actions[:, None]
+    valid = state_mask[:, :, None] & action_mask[:, None, :]
+    n = stats.visits
+    visited = n > 0
+    any_visit = visited.flatten(1).any(-1)
+    r_hat = stats.mean_reward
+    # reward scale: the largest |R̂| of a visited pair (1 with no data or all zero)
+    scale = _masked_max(r_hat.abs(), visited, (1, 2))
+    scale = torch.where(any_visit & (scale > 1e-12), scale, torch.ones_like(scale))
+    H_plan = horizon.clamp_max(PLANNING_HORIZON_CAP)
+    value_scale = (H_plan.to(dtype) * scale).view(B, 1, 1)
+    zero = torch.zeros_like(scale)
+    r_hi = torch.where(any_visit, _masked_max(r_hat, visited, (1, 2)), zero).clamp_min(0) + scale
+    r_lo = torch.where(any_visit, _masked_min(r_hat, visited, (1, 2)), zero).clamp_max(0)
+    bonus = torch.where(visited, scale.view(B, 1, 1) / n.clamp_min(1.0).sqrt(),
+                        torch.full_like(n, torch.inf))
+    # Both plans in one call (the CE plan as a plan with no bonus and no bounds; its terminal
+    # states are absorbing with zero reward anyway): half the operations for one statistic.
+    successors, probs, R = stats.empirical()
+    two = lambda x, y=None: torch.cat([x, x if y is None else y])  # noqa: E731
+    inf = torch.full_like(scale, torch.inf)
+    q = backward_induction(two(successors), two(probs), two(R), two(H_plan),
+                           action_mask=two(action_mask), bonus=two(torch.zeros_like(bonus), bonus),
+                           bounds=(two(-inf, r_lo), two(inf, r_hi)),
+                           terminal=two(stats.observed_terminal)).q
+    q_ce, q_opt = q[:B], q[B:]
+    tiny = 1e-9 * value_scale
+
+    def advantage(q):  # (Q - max_a Q) / spread of the state's Q: 0 for the best action, in [-1, 0]
+        top = _masked_max(q, valid, -1)[..., None]
+        spread = top - _masked_min(q, valid, -1)[..., None]
+        return (q - top) / torch.maximum(spread, tiny)
+
+    def gap(q):  # (Q - max_a Q) / span of Q over the whole MDP: the policy target's own units
+        top = _masked_max(q, valid, -1)[..., None]
+        span = (_masked_max(q, valid, (1, 2)) - _masked_min(q, valid, (1, 2))).view(B, 1, 1)
+        return (q - top) / torch.maximum(span, tiny)
+
+    state_visits = n.sum(-1, keepdim=True)
+    log_h = (horizon.to(dtype).log() / 5.0).view(B, 1, 1).expand(B, S, A)
+    sa_x = torch.stack([
+        n.log1p() / 5.0,
+        (~visited).to(dtype),
+        r_hat / scale.view(B, 1, 1),
+        stats.reward_std / scale.view(B, 1, 1),
+        stats.terminations / n.clamp_min(1.0),
+        q_ce / value_scale,
+        advantage(q_ce),
+        q_opt / value_scale,
+        advantage(q_opt),
+        n / state_visits.clamp_min(1.0),                 # share of the state's visits
+        (state_visits.log1p() / 5.0).expand(B, S, A),
+        log_h,
+        gap(q_ce),
+        gap(q_opt),
+    ], -1)
+    n_s = stats.n_states.to(dtype).view(B, 1).expand(B, S)
+    n_a = stats.n_actions.to(dtype).view(B, 1).expand(B, S)
+    state_x = torch.stack([
+        stats.observed_terminal.to(dtype),
+        state_visits[..., 0].log1p() / 5.0,
+        _masked_max(q_ce, valid, -1) / value_scale[..., 0],
+        _masked_max(q_opt, valid, -1) / value_scale[..., 0],
+        (n_s + 1).log() / 5.0,
+        n_a.log() / 2.0,
+    ], -1)
+
+    # packing: nodes in (MDP, state, action) order, as `collate` lays them out
+    state_id = state_mask.flatten().cumsum(0).view(B, S) - 1
+    sa_id = valid.flatten().cumsum(0).view(B, S, A) - 1
+    edges = stats.counts > 0
+    b, s, a, k = edges.nonzero(as_tuple=True)
+    count = stats.counts[b, s, a, k]
+    log_p = (count / n[b, s, a]).log()
+    graph = torch.arange(B, device=device)
+    return GraphBatch(
+        sa_x=sa_x[valid].float(),
+        sa_state=state_id[:, :, None].expand(B, S, A)[valid],
+        state_x=state_x[state_mask].float(),
+        state_graph=graph[:, None].expand(B, S)[state_mask],
+        edge_sa=sa_id[b, s, a],
+        edge_next=state_id[b, stats.successors[b, s, a, k]],
+        edge_log_p=log_p.float(),
+        edge_x=torch.stack([log_p, count.log1p() / 5.0], -1).float(),
+        graph_states=stats.n_states.clone(),
+        graph_actions=stats.n_actions.clone(),
+    )

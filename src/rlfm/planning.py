@@ -38,6 +38,25 @@ class Plan:
     actions: torch.Tensor | None = None
 
 
+def expectation(successors: torch.Tensor, probs: torch.Tensor):
+    """A function v (B, S) -> E[v(s') | s, a] (B, S*A) for the transitions of a batch.
+
+    Sparse rows (few successors) gather v at the successors, slot-major so that the sum runs
+    over an outer axis (a sum over a short last axis is several times slower on CPU); rows with
+    successors for a large share of the states are made into a dense (S*A, S) matrix per MDP
+    and use a batched matrix product, which beats gathering there."""
+    B, S, A, K = successors.shape
+    if K * 4 >= S * 3 and S > 8:
+        P = probs.new_zeros(B, S * A, S).scatter_add_(2, successors.reshape(B, S * A, K),
+                                                      probs.reshape(B, S * A, K))
+        return lambda v: torch.bmm(P, v.unsqueeze(-1)).squeeze(-1)
+    index = successors.permute(0, 3, 1, 2).reshape(B, K * S * A)
+    weights = probs.permute(0, 3, 1, 2).reshape(B, K, S * A).contiguous()
+    if K == 1:
+        return lambda v: weights[:, 0] * v.gather(1, index)
+    return lambda v: (weights * v.gather(1, index).view(B, K, S * A)).sum(1)
+
+
 def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.Tensor,
                        horizon: torch.Tensor, *, gamma: torch.Tensor | None = None,
                        action_mask: torch.Tensor | None = None, bonus: torch.Tensor | None = None,
@@ -53,31 +72,34 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
     action probabilities (zero on padded actions) to evaluate; greedy_actions: also return the
     greedy action of every step (ties to the lowest index, after adding `tie_noise` (B, S, A)).
     """
-    B, S, A, K = successors.shape
+    B, S, A, _ = successors.shape
     horizon = horizon.to(R.device)
     H = int(horizon.max()) if B else 0
     same_horizon = B == 0 or bool((horizon == H).all())
-    flat = successors.reshape(B, S * A * K)
-    base = R if bonus is None else R + bonus
+    expect = expectation(successors, probs)
+    base = (R if bonus is None else R + bonus).reshape(B, S * A)
     mask = None if action_mask is None or bool(action_mask.all()) else action_mask[:, None, :]
     if gamma is not None:
-        gamma = gamma.to(R.dtype).view(B, 1, 1)
+        gamma = gamma.to(R.dtype).view(B, 1)
         if bool((gamma == 1).all()):
             gamma = None
     if bounds is not None:
-        lo, hi = (b.to(R.dtype).view(B, 1, 1) for b in bounds)
-    dead = None if terminal is None or not bool(terminal.any()) else terminal[:, :, None]
+        lo, hi = (b.to(R.dtype).view(B, 1) for b in bounds)
+    dead = None
+    if terminal is not None and bool(terminal.any()):
+        dead = terminal[:, :, None].expand(B, S, A).reshape(B, S * A)
     rows = torch.arange(B, device=R.device)
     v = R.new_zeros(B, S)
     q0 = R.new_zeros(B, S, A)
     steps = [] if greedy_actions else None
     for t in range(1, H + 1):
-        expected = (probs * v.gather(1, flat).view(B, S, A, K)).sum(-1)
+        expected = expect(v)
         q = base + (expected if gamma is None else gamma * expected)
         if bounds is not None:
-            q = torch.minimum(torch.maximum(q, t * lo), t * hi)
+            q = torch.clamp(q, t * lo, t * hi)
         if dead is not None:
             q = q.masked_fill(dead, 0.0)
+        q = q.view(B, S, A)
         if policy is None:
             v_new = (q if mask is None else q.masked_fill(~mask, -torch.inf)).amax(-1)
         else:
@@ -102,8 +124,3 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
         t_index = (horizon.view(B, 1) - 1 - h).clamp_min(0)
         actions = stacked.gather(1, t_index.view(B, H, 1).expand(B, H, S))
     return Plan(q=q0, v=v, actions=actions)
-
-
-def expected_return(plan_v: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
-    """J = sum_s initial(s) V_0(s), per MDP: (B,)."""
-    return (initial * plan_v).sum(-1)
