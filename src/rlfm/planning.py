@@ -39,7 +39,7 @@ class Plan:
 
 
 def expectation(successors: torch.Tensor, probs: torch.Tensor):
-    """A function v (B, S) -> E[v(s') | s, a] (B, S*A) for the transitions of a batch.
+    """A function (v (n, S), n) -> E[v(s') | s, a] (n, S*A) for the first n MDPs of a batch.
 
     Sparse rows (few successors) gather v at the successors, slot-major so that the sum runs
     over an outer axis (a sum over a short last axis is several times slower on CPU); rows with
@@ -49,12 +49,16 @@ def expectation(successors: torch.Tensor, probs: torch.Tensor):
     if K * 4 >= S * 3 and S > 8:
         P = probs.new_zeros(B, S * A, S).scatter_add_(2, successors.reshape(B, S * A, K),
                                                       probs.reshape(B, S * A, K))
-        return lambda v: torch.bmm(P, v.unsqueeze(-1)).squeeze(-1)
-    index = successors.permute(0, 3, 1, 2).reshape(B, K * S * A)
+        return lambda v, n: torch.bmm(P[:n], v.unsqueeze(-1)).squeeze(-1)
+    offsets = (torch.arange(B, device=successors.device) * S).view(B, 1, 1)
+    index = (successors.permute(0, 3, 1, 2).reshape(B, K, S * A) + offsets).reshape(-1)
     weights = probs.permute(0, 3, 1, 2).reshape(B, K, S * A).contiguous()
-    if K == 1:
-        return lambda v: weights[:, 0] * v.gather(1, index)
-    return lambda v: (weights * v.gather(1, index).view(B, K, S * A)).sum(1)
+    per_mdp = K * S * A
+
+    def expect(v, n):
+        gathered = v.reshape(-1).index_select(0, index[:n * per_mdp]).view(n, K, S * A)
+        return (weights[:n] * gathered).sum(1)
+    return expect
 
 
 def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.Tensor,
@@ -71,56 +75,68 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
     policy: None (optimal values), (B, S, A) stationary or (B, Hmax, S, A) time-dependent
     action probabilities (zero on padded actions) to evaluate; greedy_actions: also return the
     greedy action of every step (ties to the lowest index, after adding `tie_noise` (B, S, A)).
+
+    The MDPs are solved longest horizon first: at t steps to go only those with H >= t, a
+    prefix of the sorted batch, are computed, so short episodes cost no padding in time.
     """
     B, S, A, _ = successors.shape
-    horizon = horizon.to(R.device)
-    H = int(horizon.max()) if B else 0
-    same_horizon = B == 0 or bool((horizon == H).all())
+    device = R.device
+    horizon = horizon.to(device)
+    if B == 0:
+        return Plan(q=R, v=R.new_zeros(0, S),
+                    actions=successors.new_zeros(0, 0, S) if greedy_actions else None)
+    order = torch.argsort(horizon, descending=True, stable=True)
+    if bool((order == torch.arange(B, device=device)).all()):
+        order = None
+    sort = (lambda x: x) if order is None else \
+        (lambda x: None if x is None else x.index_select(0, order))
+    successors, probs, R, horizon = sort(successors), sort(probs), sort(R), sort(horizon)
+    bonus, terminal, policy, tie_noise = sort(bonus), sort(terminal), sort(policy), sort(tie_noise)
+    H = int(horizon[0])
+    # active[t]: how many MDPs (a prefix) still have t steps to go
+    active = (horizon.view(1, B) >= torch.arange(H + 2, device=device).view(-1, 1)).sum(1).tolist()
     expect = expectation(successors, probs)
     base = (R if bonus is None else R + bonus).reshape(B, S * A)
-    mask = None if action_mask is None or bool(action_mask.all()) else action_mask[:, None, :]
+    mask = None if action_mask is None or bool(action_mask.all()) else \
+        sort(action_mask)[:, None, :]
     if gamma is not None:
-        gamma = gamma.to(R.dtype).view(B, 1)
+        gamma = sort(gamma).to(R.dtype).view(B, 1)
         if bool((gamma == 1).all()):
             gamma = None
     if bounds is not None:
-        lo, hi = (b.to(R.dtype).view(B, 1) for b in bounds)
+        lo, hi = (sort(b).to(R.dtype).view(B, 1) for b in bounds)
     dead = None
     if terminal is not None and bool(terminal.any()):
         dead = terminal[:, :, None].expand(B, S, A).reshape(B, S * A)
-    rows = torch.arange(B, device=R.device)
+    rows = torch.arange(B, device=device)
     v = R.new_zeros(B, S)
-    q0 = R.new_zeros(B, S, A)
-    steps = [] if greedy_actions else None
+    finished = []                     # Q_0 of the MDPs whose horizon is t, for t = 1, 2, ...
+    actions = successors.new_zeros(B, H, S) if greedy_actions else None
     for t in range(1, H + 1):
-        expected = expect(v)
-        q = base + (expected if gamma is None else gamma * expected)
+        n = active[t]
+        expected = expect(v[:n] if n < B else v, n)
+        q = base[:n] + (expected if gamma is None else gamma[:n] * expected)
         if bounds is not None:
-            q = torch.clamp(q, t * lo, t * hi)
+            q = torch.clamp(q, t * lo[:n], t * hi[:n])
         if dead is not None:
-            q = q.masked_fill(dead, 0.0)
-        q = q.view(B, S, A)
+            q = q.masked_fill(dead[:n], 0.0)
+        q = q.view(n, S, A)
         if policy is None:
-            v_new = (q if mask is None else q.masked_fill(~mask, -torch.inf)).amax(-1)
+            v_new = (q if mask is None else q.masked_fill(~mask[:n], -torch.inf)).amax(-1)
         else:
-            pi = policy if policy.dim() == 3 else policy[rows, (horizon - t).clamp_min(0)]
+            pi = policy[:n] if policy.dim() == 3 else policy[rows[:n], horizon[:n] - t]
             v_new = (pi * q).sum(-1)
-        if steps is not None:
-            scored = q if tie_noise is None else q + tie_noise
-            steps.append((scored if mask is None else scored.masked_fill(~mask, -torch.inf))
-                         .argmax(-1))
-        if same_horizon:
-            v = v_new
-            q0 = q
-        else:
-            active = (t <= horizon).view(B, 1)
-            v = torch.where(active, v_new, v)
-            q0 = torch.where((t == horizon).view(B, 1, 1), q, q0)
-    actions = None
-    if steps is not None:
-        # steps[t - 1] holds step h = H_b - t of MDP b: reorder to (B, Hmax, S) by h.
-        stacked = torch.stack(steps, 1) if steps else successors.new_zeros(B, 0, S)
-        h = torch.arange(H, device=R.device)
-        t_index = (horizon.view(B, 1) - 1 - h).clamp_min(0)
-        actions = stacked.gather(1, t_index.view(B, H, 1).expand(B, H, S))
+        if actions is not None:
+            scored = q if tie_noise is None else q + tie_noise[:n]
+            scored = scored if mask is None else scored.masked_fill(~mask[:n], -torch.inf)
+            actions[rows[:n], horizon[:n] - t] = scored.argmax(-1)
+        v = v_new if n == B else torch.cat([v_new, v[n:]])
+        if active[t + 1] < n:
+            finished.append(q[active[t + 1]:])
+    q0 = torch.cat(finished[::-1])
+    if order is not None:
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(B, device=device)
+        q0, v = q0.index_select(0, inverse), v.index_select(0, inverse)
+        actions = None if actions is None else actions.index_select(0, inverse)
     return Plan(q=q0, v=v, actions=actions)

@@ -432,33 +432,34 @@ def _act(table, epsilon, lane_mdp, state, t, n_actions, gen) -> torch.Tensor:
     return action
 
 
-def run_learner(world: MDPBatch, stats: StatsBatch, episodes: torch.Tensor,
-                plan: Callable[[StatsBatch, torch.Tensor], Actor], gen: torch.Generator, *,
-                replan_every_episode: int | float = float("inf"), replan_growth: float = 0.0,
-                observe: Observations | None = None, record: list | None = None) -> None:
-    """A learner that adapts to its data, for all MDPs at once, in rounds: `plan(stats, rows)`
-    gives an Actor for the MDPs `rows` still running (from their statistic), then every such
-    MDP runs one episode, or, once it has run `replan_every_episode` episodes,
-    ceil(replan_growth * episodes so far), before the next plan."""
+def run_learners(world: MDPBatch, stats: StatsBatch, episodes: torch.Tensor, actor: Actor,
+                 plan: Callable[[torch.Tensor], torch.Tensor], gen: torch.Generator, *,
+                 adaptive: torch.Tensor, replan_every: torch.Tensor,
+                 replan_growth: torch.Tensor, observe: Observations | None = None,
+                 record: list | None = None) -> None:
+    """B behaviours in lockstep rounds, adding their data to `stats`. `actor.table` holds
+    (B, Hmax, S) actions. A row that is not `adaptive` runs all its episodes in the first round
+    under its table; before every round, `plan(rows)` gives new tables (len(rows), H, S) for
+    the adaptive rows still running (from their statistic, `stats.select(rows)`), and each of
+    them runs one episode, or, once it has run `replan_every` episodes, ceil(replan_growth *
+    episodes so far): all B share each round, so the whole batch costs one simulation and one
+    plan per round."""
     cdf = world.cdf()
     done = torch.zeros_like(episodes)
+    table = actor.table
     while True:
-        rows = (done < episodes).nonzero().squeeze(1)
-        if rows.numel() == 0:
+        running = done < episodes
+        if not bool(running.any()):
             return
-        batch = torch.where(done < replan_every_episode, torch.ones_like(done),
-                            torch.ceil(replan_growth * done).long().clamp_min(1))
+        rows = (running & adaptive).nonzero().squeeze(1)
+        if rows.numel():
+            new = plan(rows)
+            table[rows, :new.shape[1]] = new
+        grown = torch.ceil(replan_growth * done).long().clamp_min(1)
+        batch = torch.where(adaptive, torch.where(done < replan_every, torch.ones_like(done),
+                                                  grown), episodes)
         batch = torch.minimum(batch, episodes - done)
-        if rows.numel() == world.batch_size:
-            simulate(world, stats, batch, plan(stats, rows), gen, observe, cdf, record)
-        else:
-            sub = stats.select(rows)
-            simulate(world.select(rows), sub, batch[rows], plan(sub, rows), gen,
-                     None if observe is None else _select(observe, rows),
-                     cdf.index_select(0, rows), record)
-            for name in ("counts", "visits", "reward_sum", "reward_sq_sum", "terminations",
-                         "terminal_entries"):
-                getattr(stats, name)[rows] = getattr(sub, name)
+        simulate(world, stats, batch, Actor(table, actor.epsilon), gen, observe, cdf, record)
         done = done + batch
 
 
@@ -472,15 +473,46 @@ def observed_reward_range(stats: StatsBatch, lo: torch.Tensor, hi: torch.Tensor)
     return lo, hi
 
 
-def optimistic_plan(stats: StatsBatch, horizon: torch.Tensor, bonus_scale: torch.Tensor,
-                    known_lo: torch.Tensor, known_hi: torch.Tensor,
-                    gen: torch.Generator) -> torch.Tensor:
-    """Greedy actions (B, Hmax, S) of an optimistic certainty-equivalent learner (compact
-    UCB-VI): backward induction on (P̂, R̂ + bonus), bonus = c * span / sqrt(N(s, a)), values
-    capped at what (H - h) steps of the best reward plus bonus can give (untried pairs are worth
-    that cap), states seen to terminate worth 0. The reward range [r_lo, r_hi] is the `known`
-    one (as UCB-VI knows its rewards lie in [0, 1]) widened by the observed mean rewards;
-    span = r_hi - r_lo (or |r_hi|, or 1, where that is 0). Ties are broken at random."""
+@dataclass
+class PlanningProblem:
+    """The inputs of one `planning.backward_induction` for B MDPs (bounds lo, hi per MDP),
+    so that the problems of different learners can be solved in one call (`greedy`)."""
+
+    successors: torch.Tensor
+    probs: torch.Tensor
+    R: torch.Tensor
+    horizon: torch.Tensor
+    action_mask: torch.Tensor
+    bonus: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    terminal: torch.Tensor
+    tie_noise: torch.Tensor
+
+    @staticmethod
+    def greedy(problems: list[PlanningProblem]) -> torch.Tensor:
+        """Greedy actions (sum of B, Hmax, S) of all the problems, solved together."""
+        p = problems[0] if len(problems) == 1 else PlanningProblem(
+            **{f.name: torch.cat([getattr(q, f.name) for q in problems]) for f in fields(problems[0])})
+        return backward_induction(p.successors, p.probs, p.R, p.horizon, action_mask=p.action_mask,
+                                  bonus=p.bonus, bounds=(p.lo, p.hi), terminal=p.terminal,
+                                  greedy_actions=True, tie_noise=p.tie_noise).actions
+
+
+def _action_mask(stats: StatsBatch) -> torch.Tensor:
+    A = stats.visits.shape[2]
+    return torch.arange(A, device=stats.visits.device) < stats.n_actions[:, None]
+
+
+def optimistic_problem(stats: StatsBatch, horizon: torch.Tensor, bonus_scale: torch.Tensor,
+                       known_lo: torch.Tensor, known_hi: torch.Tensor,
+                       gen: torch.Generator) -> PlanningProblem:
+    """The plan of an optimistic certainty-equivalent learner (compact UCB-VI): backward
+    induction on (P̂, R̂ + bonus), bonus = c * span / sqrt(N(s, a)), values capped at what
+    (H - h) steps of the best reward plus bonus can give (untried pairs are worth that cap),
+    states seen to terminate worth 0. The reward range [r_lo, r_hi] is the `known` one (as
+    UCB-VI knows its rewards lie in [0, 1]) widened by the observed mean rewards; span =
+    r_hi - r_lo (or |r_hi|, or 1, where that is 0). Ties are broken at random."""
     r_lo, r_hi = observed_reward_range(stats, known_lo, known_hi)
     span = torch.where(r_hi > r_lo, r_hi - r_lo,
                        torch.where(r_hi != 0, r_hi.abs(), torch.ones_like(r_hi)))
@@ -489,22 +521,19 @@ def optimistic_plan(stats: StatsBatch, horizon: torch.Tensor, bonus_scale: torch
     c = (bonus_scale * span).view(-1, 1, 1)
     bonus = torch.where(n > 0, c / n.clamp_min(1.0).sqrt(), torch.full_like(n, torch.inf))
     per_step = r_hi + bonus_scale * span
-    B, S, A = R.shape
-    tie = torch.rand(B, S, A, generator=gen, device=R.device, dtype=R.dtype) * 1e-9 * \
+    tie = torch.rand(R.shape, generator=gen, device=R.device, dtype=R.dtype) * 1e-9 * \
         span.view(-1, 1, 1)
-    mask = torch.arange(A, device=R.device) < stats.n_actions[:, None]
-    return backward_induction(successors, probs, R, horizon, action_mask=mask, bonus=bonus,
-                              bounds=(torch.full_like(per_step, -torch.inf), per_step),
-                              terminal=stats.observed_terminal, greedy_actions=True,
-                              tie_noise=tie).actions
+    return PlanningProblem(successors, probs, R, horizon, _action_mask(stats), bonus,
+                           torch.full_like(per_step, -torch.inf), per_step,
+                           stats.observed_terminal, tie)
 
 
-def posterior_sample_plan(stats: StatsBatch, horizon: torch.Tensor, gen: torch.Generator,
-                          prior_strength: float = 1.0) -> torch.Tensor:
-    """Greedy actions (B, Hmax, S) for one MDP drawn from the posterior of PSRL, as the `psrl`
-    agent draws it: transitions Dirichlet(prior_strength / S + N(s, a, .)), mean rewards Normal
-    with one prior observation at the middle of the reward range ([0, 1] widened to the observed
-    mean rewards), states observed as terminal worth 0.
+def posterior_problem(stats: StatsBatch, horizon: torch.Tensor, gen: torch.Generator,
+                      prior_strength: float = 1.0) -> PlanningProblem:
+    """The plan of PSRL: one MDP drawn from the posterior of the `psrl` agent: transitions
+    Dirichlet(prior_strength / S + N(s, a, .)), mean rewards Normal with one prior observation
+    at the middle of the reward range ([0, 1] widened to the observed mean rewards), states
+    observed as terminal worth 0.
 
     The Dirichlet is drawn exactly on the slots (the next states the statistic counts); for the
     states outside them, their total mass Gamma(prior_strength * (S - slots) / S) goes to one
@@ -531,6 +560,7 @@ def posterior_sample_plan(stats: StatsBatch, horizon: torch.Tensor, gen: torch.G
     precision = 1.0 + stats.visits
     R = (mu0 + stats.reward_sum) / precision + sigma / precision.sqrt() * torch.randn(
         B, S, A, generator=gen, device=device, dtype=dtype)
-    mask = torch.arange(A, device=device) < stats.n_actions[:, None]
-    return backward_induction(successors, probs, R, horizon, action_mask=mask,
-                              terminal=stats.observed_terminal, greedy_actions=True).actions
+    inf = torch.full((B,), torch.inf, device=device, dtype=dtype)
+    return PlanningProblem(successors, probs, R, horizon, _action_mask(stats),
+                           torch.zeros_like(R), -inf, inf, stats.observed_terminal,
+                           torch.zeros_like(R))
