@@ -10,7 +10,6 @@ import numpy as np
 from rlfm import agents, evaluate
 from rlfm.envs import TabularEnv
 from rlfm.mdp import ScoreReference
-from rlfm.priors.dataset import example_rng
 from rlfm.priors.sampler import sample_mdp
 
 from common import machine, write_section
@@ -26,7 +25,7 @@ def prior_auc(mode: str, episodes: int) -> float:
     """Mean online AUC (scores clipped to [-1, 1]) over held-out prior MDPs, one seed each."""
     aucs = []
     for i in range(PRIOR_MDPS):
-        mdp = sample_mdp(example_rng(PRIOR_SEED, i))
+        mdp = sample_mdp(np.random.default_rng(np.random.SeedSequence(PRIOR_SEED, spawn_key=(i,))))
         agent = agents.make("rlfm", mdp.n_states, mdp.n_actions, mdp.horizon, seed=i,
                             exploration=mode)
         run = evaluate.online_run(TabularEnv(mdp), mdp, agent, episodes, seed=i,

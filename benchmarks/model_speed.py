@@ -20,7 +20,7 @@ import torch  # noqa: E402
 import rlfm  # noqa: E402
 from rlfm.checkpoint import load_model, pretrained_path  # noqa: E402
 from rlfm.evaluate import collect_dataset  # noqa: E402
-from rlfm.features import collate, encode  # noqa: E402
+from rlfm.features import encode_statistics  # noqa: E402
 
 from common import best_time, machine, write_section  # noqa: E402
 from solver_speed import big_grid  # noqa: E402  (a sibling script)
@@ -49,8 +49,8 @@ def main(checkpoint) -> str:
     targets = {"FrozenLake 8x8": "≤ 5 ms", "Taxi": "≤ 50 ms"}
     for name, mdp, env in cases:
         stats = collect_dataset(env, mdp, "uniform", 100, seed=0)
-        featurise = best_time(lambda s=stats, h=mdp.horizon: encode(s, h))
-        graph = collate([encode(stats, mdp.horizon)])
+        featurise = best_time(lambda s=stats, h=mdp.horizon: encode_statistics(s, h))
+        graph = encode_statistics(stats, mdp.horizon)
         with torch.inference_mode():
             network = best_time(lambda g=graph: model(g))
         total = best_time(lambda s=stats, h=mdp.horizon: model.policy(s, h))

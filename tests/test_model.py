@@ -11,10 +11,11 @@ from rlfm import CheckpointError
 from rlfm.agents._planning import bounded_backward_induction
 from rlfm.checkpoint import load_model, save_model
 from rlfm.evaluate import collect_dataset
-from rlfm.features import collate, encode, first_step_plans
+from rlfm.features import GraphBatch, encode_statistics, in_context_plans
 from rlfm.mdp import backward_induction
 from rlfm.model import RLFM, ModelConfig, policy_loss, segment_softmax
 from rlfm.stats import Statistics
+from rlfm.world import StatsBatch
 
 
 def frozen_lake_stats(episodes=30, seed=0):
@@ -74,11 +75,11 @@ def test_policy_shapes_for_any_size():
 def test_batching_equals_one_by_one():
     torch.manual_seed(0)
     model = perturbed(RLFM(ModelConfig(width=16, steps=3)).double()).eval()
-    items = [encode(frozen_lake_stats(e, s)[1], 100) for e, s in [(5, 0), (40, 1)]]
-    items.append(encode(Statistics.from_transitions(3, 2, [0], [1], [2.0], [2]), 7))
+    items = [encode_statistics(frozen_lake_stats(e, s)[1], 100) for e, s in [(5, 0), (40, 1)]]
+    items.append(encode_statistics(Statistics.from_transitions(3, 2, [0], [1], [2.0], [2]), 7))
     with torch.no_grad():
-        together = model.log_policy(_double(collate(items)))
-        alone = torch.cat([model.log_policy(_double(collate([it]))) for it in items])
+        together = model.log_policy(_double(GraphBatch.concatenate(items)))
+        alone = torch.cat([model.log_policy(_double(it)) for it in items])
     torch.testing.assert_close(together, alone)
 
 
@@ -88,16 +89,19 @@ def _double(g):
 
 @pytest.mark.parametrize("env_id, behavior, episodes", [
     ("FrozenLake-v1", "uniform", 30), ("CliffWalking-v1", "expert", 5), ("Taxi-v3", "medium", 10)])
-def test_fused_plans_equal_the_two_solvers(env_id, behavior, episodes):
-    """features.first_step_plans computes both in-context plans in one pass (for speed): it must
-    give the same Q_0 as backward induction and bounded backward induction with the bonus."""
+def test_in_context_plans_equal_the_two_solvers(env_id, behavior, episodes):
+    """features.in_context_plans computes both in-context plans in one batched pass: it must give
+    the same Q_0 as backward induction and bounded backward induction with the bonus."""
     env = rlfm.envs.make(env_id)
     mdp = rlfm.TabularMDP.from_gymnasium(env)
     stats = collect_dataset(env, mdp, behavior, episodes, seed=0)
     model = stats.empirical_mdp(mdp.horizon)
     n = stats.visits
     bonus = np.where(n > 0, 0.5 / np.sqrt(np.maximum(n, 1)), np.inf)
-    q_ce, q_opt = first_step_plans(model, bonus, -2.0, 3.0)
+    one = torch.ones(1, dtype=torch.float64)
+    q_ce, q_opt = (q.numpy() for q in in_context_plans(
+        StatsBatch.from_statistics([stats]), torch.tensor([mdp.horizon]), torch.from_numpy(bonus),
+        -2.0 * one, 3.0 * one))
     np.testing.assert_allclose(q_ce, backward_induction(model).Q[0], rtol=1e-12, atol=1e-9)
     expected = bounded_backward_induction(model, -2.0, 3.0, lambda h, v: bonus).Q[0]
     np.testing.assert_allclose(q_opt, expected, rtol=1e-12, atol=1e-9)
@@ -113,7 +117,7 @@ def test_attention_starts_as_the_empirical_transition_model():
     torch.manual_seed(0)
     model = RLFM(ModelConfig(width=16, steps=1))
     _, stats = frozen_lake_stats()
-    g = collate([encode(stats, 100)])
+    g = encode_statistics(stats, 100)
     h_sa, h_s = model.sa_in(g.sa_x), model.state_in(g.state_x)
     alpha = model.blocks[0].attention(h_sa, h_s, g)
     rows, _, counts = stats.transition_triplets()
@@ -122,14 +126,14 @@ def test_attention_starts_as_the_empirical_transition_model():
 
 
 def test_loss_is_cross_entropy_and_masks_other_mdps():
-    items = [encode(Statistics(2, 2), 5), encode(Statistics(1, 3), 5)]
-    items[0].policy_target = np.array([1.0, 0.0, 0.5, 0.5])
-    items[0].value_target = np.zeros(2)
-    items[0].state_terminal = np.array([False, True])
-    items[1].policy_target = np.array([0.0, 0.0, 1.0])
-    items[1].value_target = np.zeros(1)
-    items[1].state_terminal = np.array([False])
-    g = collate(items)
+    items = [encode_statistics(Statistics(2, 2), 5), encode_statistics(Statistics(1, 3), 5)]
+    items[0].policy_target = torch.tensor([1.0, 0.0, 0.5, 0.5])
+    items[0].value_target = torch.zeros(2)
+    items[0].state_terminal = torch.tensor([False, True])
+    items[1].policy_target = torch.tensor([0.0, 0.0, 1.0])
+    items[1].value_target = torch.zeros(1)
+    items[1].state_terminal = torch.tensor([False])
+    g = GraphBatch.concatenate(items)
     log_pi = torch.log(torch.tensor([0.5, 0.5, 0.9, 0.1, 1 / 3, 1 / 3, 1 / 3]))
     # graph 0: its terminal state 1 is left out, CE of state 0 = log 2; graph 1: log 3.
     expected = (np.log(2) + np.log(3)) / 2

@@ -3,29 +3,20 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from torch.utils.data import DataLoader
 
-from rlfm.agents import Agent
-from rlfm.mdp import ScoreReference, backward_induction, normalized_score
+from rlfm.mdp import ScoreReference, backward_induction
 from rlfm.priors import (
     FAMILIES,
     PriorConfigError,
     PriorDataset,
-    Simulator,
-    collate,
-    draw_episodes,
     load_config,
     make_loader,
     permute,
-    sample_context,
-    sample_example,
+    sample_batch,
     sample_family,
     sample_mdp,
 )
-from rlfm.priors.context import optimistic_rollouts
-from rlfm.stats import Statistics
+from rlfm.priors.batch import buckets, draw_episodes
 
 CONFIG = load_config()
 SEEDS = range(25)
@@ -133,181 +124,110 @@ def test_sampled_mdps_are_always_permuted():
     assert changed >= 18
 
 
-def _same_example(x, y):
-    assert x.stats == y.stats and x.family == y.family and x.behaviour == y.behaviour
-    assert x.horizon == y.horizon
-    np.testing.assert_array_equal(x.policy_target, y.policy_target)
-    np.testing.assert_array_equal(x.value_target, y.value_target)
+def _graph_equal(x, y):
+    for name in ("sa_x", "sa_state", "state_x", "edge_sa", "edge_next", "edge_x", "policy_target",
+                 "value_target", "graph_states"):
+        if not torch.equal(getattr(x, name), getattr(y, name)):
+            return False
+    return x.families == y.families
 
 
-@settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1))
-def test_sampler_is_deterministic_for_a_seed(seed):
-    _same_example(sample_example(np.random.default_rng(seed)),
-                  sample_example(np.random.default_rng(seed)))
+def test_batch_is_deterministic_for_seed_and_index():
+    a, b = sample_batch(5, 2, 24), sample_batch(5, 2, 24)
+    assert _graph_equal(a.graph, b.graph)
+    assert not _graph_equal(a.graph, sample_batch(5, 3, 24).graph)
+    assert a.batch_size == 24
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1))
-def test_targets_are_valid(seed):
-    ex = sample_example(np.random.default_rng(seed), keep_mdp=True)
-    S, A = ex.n_states, ex.n_actions
-    assert ex.policy_target.shape == (S, A) and ex.value_target.shape == (S,)
-    assert (ex.policy_target >= 0).all()
-    np.testing.assert_allclose(ex.policy_target.sum(axis=1), 1.0, atol=1e-9)
-    assert (ex.value_target >= -1e-12).all() and (ex.value_target <= 1 + 1e-9).all()
-    Q = backward_induction(ex.mdp).Q[0]
-    greedy = ex.policy_target.argmax(axis=1)
-    np.testing.assert_allclose(Q[np.arange(S), greedy], Q.max(axis=1), rtol=1e-9, atol=1e-12)
-    # the target's greedy policy is optimal at the first step
-    assert ex.value_scale >= 0 and ex.stats.n_states == S and ex.horizon == ex.mdp.horizon
+def _check_graph(batch):
+    """The packed graph of a PriorBatch: shapes, indices within their own MDP, targets."""
+    g = batch.graph
+    S, A = g.graph_states, g.graph_actions
+    N_s, N_sa = int(S.sum()), int((S * A).sum())
+    assert g.sa_x.shape == (N_sa, 14) and g.state_x.shape[0] == N_s
+    for name in ("sa_state", "policy_target"):
+        assert getattr(g, name).shape == (N_sa,), name
+    for name in ("state_graph", "value_target", "state_terminal"):
+        assert getattr(g, name).shape == (N_s,), name
+    sa_graph = g.state_graph[g.sa_state]
+    assert torch.equal(g.state_graph[g.edge_next], sa_graph[g.edge_sa])
+    assert (g.sa_state[1:] >= g.sa_state[:-1]).all()
+    # P̂ sums to 1 over the successors of every visited pair; targets are distributions
+    p_sum = torch.zeros(N_sa).index_add_(0, g.edge_sa, g.edge_log_p.exp())
+    visited = g.sa_x[:, 1] == 0
+    torch.testing.assert_close(p_sum[visited], torch.ones(int(visited.sum())))
+    per_state = torch.zeros(N_s).index_add_(0, g.sa_state, g.policy_target)
+    torch.testing.assert_close(per_state, torch.ones(N_s))
+    assert (g.value_target >= -1e-6).all() and (g.value_target <= 1 + 1e-6).all()
+
+
+def test_batch_packs_graphs_of_every_size_and_valid_targets():
+    batch = sample_batch(0, 0, 64, dtype=torch.float64)
+    _check_graph(batch)
+    assert len(set(batch.graph.graph_states.tolist())) > 10
+    for chunk in batch.chunks:
+        world = chunk.world
+        for i in range(world.batch_size):
+            mdp = world.to_mdp(i)
+            lo = int(world.first_state[i])
+            Q = backward_induction(mdp).Q[0]
+            target = chunk.targets["policy"][lo:lo + mdp.n_states, :mdp.n_actions].numpy()
+            greedy = target.argmax(axis=1)  # the target's greedy policy is optimal at step 0
+            np.testing.assert_allclose(Q[np.arange(mdp.n_states), greedy], Q.max(axis=1),
+                                       rtol=1e-9, atol=1e-9)
+
+
+def test_buckets_hold_every_mdp_once():
+    rng = np.random.default_rng(0)
+    mdps = [sample_mdp(rng) for _ in range(300)]
+    groups = buckets(mdps)
+    assert sorted(i for g in groups for i in g) == list(range(300))
+    assert 1 < len(groups) < 60
 
 
 def test_amount_of_data_spans_none_to_plenty():
     rng = np.random.default_rng(0)
-    n = np.array([draw_episodes(rng, 20, 20, **CONFIG.context) for _ in range(4000)])
+    n = draw_episodes(rng, np.full(4000, 20), np.full(4000, 20), **CONFIG.context)
     assert 0.02 < np.mean(n == 0) < 0.1
     assert n.max() == 1000 and np.mean(n >= 300) > 0.05 and np.mean((n > 0) & (n <= 3)) > 0.1
-    transitions = [sample_example(np.random.default_rng(seed)).stats.n_transitions
-                   for seed in range(150)]
-    assert min(transitions) == 0 and max(transitions) > 10_000
+    batch = sample_batch(0, 1, 150)
+    transitions = torch.cat([torch.zeros(c.world.batch_size).index_add_(
+        0, c.world.state_mdp, c.stats.visits.sum(-1)) for c in batch.chunks])
+    assert transitions.min() == 0 and transitions.max() > 10_000
 
 
 @pytest.mark.parametrize("behaviour", ["uniform", "epsilon_greedy", "fixed_policy", "optimistic",
-                                       "agent:psrl", "custom"])
+                                       "psrl"])
 def test_every_behaviour_gives_consistent_statistics(behaviour):
-    class FirstAction(Agent):
-        def act(self, state, step):
-            return 0
-
-        def policy(self):
-            return np.zeros(self.n_states, np.int64)
-
     config = CONFIG.replace(context={**CONFIG.context, "behaviours": {behaviour: 1.0},
                                      "zero_data_prob": 0.0})
-    for seed in range(6):
-        rng = np.random.default_rng(seed)
-        mdp = sample_mdp(rng, config)
-        ctx = sample_context(rng, mdp, config.context, agents={"custom": FirstAction})
-        stats = ctx.stats
-        assert ctx.behaviour == behaviour and ctx.n_episodes >= 1
-        assert stats.n_transitions >= ctx.n_episodes  # every episode has at least one step
-        assert stats.visits[mdp.terminal].sum() == 0, "no step starts in a terminal state"
-        assert stats.terminal_entries[~mdp.terminal].sum() == 0
-        rows, cols, _ = stats.transition_triplets()
-        s, a = np.divmod(rows, mdp.n_actions)
-        assert (mdp.P[s, a, cols] > 0).all(), "only possible transitions are observed"
-        if behaviour == "custom":  # the agent's actions are the ones recorded
-            assert (stats.visits[:, 1:] == 0).all()
+    batch = sample_batch(1, 0, 24, config)
+    for chunk in batch.chunks:
+        world, stats = chunk.world, chunk.stats
+        assert set(chunk.behaviours) == {behaviour} and (chunk.episodes >= 1).all()
+        per_mdp = torch.zeros(world.batch_size).index_add_(0, world.state_mdp,
+                                                          stats.visits.sum(-1))
+        assert (per_mdp >= chunk.episodes).all()   # every episode has at least one step
+        assert (per_mdp <= chunk.episodes * world.horizon).all()
+        assert stats.visits[world.terminal].sum() == 0, "no step starts in a terminal state"
+        assert stats.terminal_entries[~world.terminal].sum() == 0
+        assert (stats.counts[world.probs == 0] == 0).all(), "only possible transitions"
+        assert (stats.visits[~world.action_mask] == 0).all(), "only real actions"
 
 
-@pytest.mark.parametrize("n_episodes", [1, 4000])
-def test_simulator_samples_the_transition_probabilities(n_episodes):
-    mdp = sample_family(np.random.default_rng(3), "dense")
-    sim = Simulator(mdp)
-    rng = np.random.default_rng(0)
-    if n_episodes == 1:  # the one-step-at-a-time path
-        tr = optimistic_rollouts(sim, rng, 300, bonus_scale=5.0, replan_every_episode=300)
-    else:
-        tr = sim.rollout(rng, n_episodes)
-    stats = Statistics.from_transitions(mdp.n_states, mdp.n_actions, tr.states, tr.actions,
-                                        tr.rewards, tr.next_states, tr.terminated)
-    P_hat = stats.transition_counts.toarray() / np.maximum(stats.visits.ravel(), 1)[:, None]
-    well = stats.visits.ravel() >= 400
-    assert well.sum() >= 3
-    P = mdp.transition_matrix
-    assert np.abs(P_hat[well] - P[well]).max() < 0.09
-    np.testing.assert_allclose(stats.mean_reward.ravel()[well], mdp.R.ravel()[well])
-
-
-def test_optimistic_learner_explores_deep():
-    """A deterministic chain where only a long run of 'forward' pays: uniform data from 60
-    episodes almost never reaches it; the optimistic learner finds it."""
-    from rlfm.envs.classic import deep_sea
-
-    mdp = deep_sea(size=8)
-    sim = Simulator(mdp)
-    scores = {}
-    for name in ("uniform", "optimistic"):
-        rng = np.random.default_rng(1)
-        tr = (sim.rollout(rng, 60) if name == "uniform" else
-              optimistic_rollouts(sim, rng, 60, bonus_scale=0.3, reward_range=(-0.01, 1.0)))
-        stats = Statistics.from_transitions(mdp.n_states, mdp.n_actions, tr.states, tr.actions,
-                                            tr.rewards, tr.next_states, tr.terminated)
-        policy = backward_induction(stats.empirical_mdp(mdp.horizon)).policy
-        scores[name] = normalized_score(mdp, policy)
-    assert scores["optimistic"] > 0.99 > scores["uniform"]
-
-
-def _check_batch(batch, examples):
-    G = len(examples)
-    assert batch.n_graphs == G
-    S = torch.tensor([e.n_states for e in examples])
-    A = torch.tensor([e.n_actions for e in examples])
-    assert torch.equal(batch.graph_states, S) and torch.equal(batch.graph_actions, A)
-    N_s, N_sa = int(S.sum()), int((S * A).sum())
-    assert batch.sa_x.shape[0] == N_sa and batch.state_x.shape[0] == N_s
-    for name in ("sa_state", "policy_target"):
-        assert getattr(batch, name).shape == (N_sa,), name
-    for name in ("state_graph", "value_target", "state_terminal"):
-        assert getattr(batch, name).shape == (N_s,), name
-    # indices point within their own graph; a state's pairs are contiguous
-    sa_graph = batch.state_graph[batch.sa_state]
-    assert torch.equal(batch.state_graph[batch.edge_next], sa_graph[batch.edge_sa])
-    assert (batch.sa_state[1:] >= batch.sa_state[:-1]).all()
-    assert (batch.edge_sa[1:] >= batch.edge_sa[:-1]).all()
-    # P̂ sums to 1 over the successors of every visited pair; targets are distributions
-    p_sum = torch.zeros(N_sa).index_add_(0, batch.edge_sa, batch.edge_log_p.exp())
-    visits = torch.cat([torch.from_numpy(e.stats.visits.ravel()) for e in examples])
-    torch.testing.assert_close(p_sum[visits > 0], torch.ones(int((visits > 0).sum())))
-    per_state = torch.zeros(N_s).index_add_(0, batch.sa_state, batch.policy_target)
-    torch.testing.assert_close(per_state, torch.ones(N_s))
-    # round trip: graph g's block holds example g's targets
-    offset = 0
-    for e in examples:
-        n = e.n_states * e.n_actions
-        np.testing.assert_array_equal(batch.policy_target[offset:offset + n].numpy(),
-                                      e.policy_target.ravel().astype(np.float32))
-        offset += n
-
-
-def test_collate_packs_graphs_of_different_sizes():
-    examples = [sample_example(np.random.default_rng(seed)) for seed in range(12)]
-    assert len({e.n_states for e in examples}) > 3
-    batch = collate(examples)
-    _check_batch(batch, examples)
-    assert batch.families == tuple(e.family for e in examples)
-    moved = batch.to("cpu")
-    assert torch.equal(moved.edge_sa, batch.edge_sa) and moved.families == batch.families
-
-
-def _examples_via_loader(seed, num_workers):
-    loader = DataLoader(PriorDataset(seed, length=6), batch_size=3, collate_fn=collate,
-                        num_workers=num_workers)
-    return list(loader)
-
-
-def test_dataset_is_deterministic_for_seed_and_workers():
-    for workers in (0, 2):
-        a, b = _examples_via_loader(7, workers), _examples_via_loader(7, workers)
-        assert len(a) == len(b) == 2
-        for x, y in zip(a, b, strict=True):
-            for name in ("edge_sa", "edge_x", "sa_x", "policy_target"):
-                assert torch.equal(getattr(x, name), getattr(y, name))
-    other = _examples_via_loader(8, 0)
-    assert other[0].sa_x.shape != a[0].sa_x.shape or not torch.equal(other[0].sa_x, a[0].sa_x)
+def test_fixed_policy_contexts_take_one_action_per_state():
+    config = CONFIG.replace(context={**CONFIG.context, "behaviours": {"fixed_policy": 1.0}})
+    for chunk in sample_batch(2, 0, 16, config).chunks:
+        assert ((chunk.stats.visits > 0).sum(-1) <= 1).all()
 
 
 def test_batch_stream_is_the_same_whatever_the_number_of_workers():
-    single = list(make_loader(seed=3, batch_size=3, num_workers=0, n_batches=4))
-    double = list(make_loader(seed=3, batch_size=3, num_workers=2, n_batches=4))
+    single = list(make_loader(seed=3, batch_size=5, num_workers=0, n_batches=4))
+    double = list(make_loader(seed=3, batch_size=5, num_workers=2, n_batches=4))
     assert len(single) == len(double) == 4
     for x, y in zip(single, double, strict=True):
-        assert x.families == y.families
-        for name in ("sa_x", "edge_next", "edge_x", "value_target", "graph_states"):
-            assert torch.equal(getattr(x, name), getattr(y, name))
-    ds = PriorDataset(3, batch_size=3)
-    _check_batch(single[1], [ds.example(i) for i in range(3, 6)])
+        assert _graph_equal(x, y)
+    assert _graph_equal(single[1], PriorDataset(3, batch_size=5).batch(1))
 
 
 def test_config_file_overrides_and_errors(tmp_path):
@@ -330,10 +250,9 @@ def test_config_file_overrides_and_errors(tmp_path):
             load_config(bad)
     with pytest.raises(PriorConfigError, match="no such"):
         load_config(tmp_path / "missing.toml")
-    for name in ("model", "agent:nonexistent"):
-        with pytest.raises(PriorConfigError, match="neither built in"):
-            PriorDataset(0, CONFIG.with_behaviours(**{name: 0.5}))
-    PriorDataset(0, CONFIG.with_behaviours(model=0.5), agents={"model": Agent})  # provided
+    bad.write_text("[context.behaviours]\nmodel = 1\n")
+    with pytest.raises(PriorConfigError, match="unknown behaviour"):
+        load_config(bad)
 
 
 def test_cli_prints_a_table_and_draws(tmp_path):

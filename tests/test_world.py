@@ -18,9 +18,9 @@ from rlfm.world import (
     MDPBatch,
     Observations,
     StatsBatch,
-    optimistic_plan,
-    posterior_sample_plan,
-    run_learner,
+    optimistic_problem,
+    posterior_problem,
+    run_learners,
     simulate,
     targets,
 )
@@ -36,9 +36,17 @@ def prior_mdps(n, seed=0):
 
 @pytest.fixture(scope="module")
 def mixed():
-    """Prior MDPs of every size and horizon, plus suite MDPs, in one batch."""
+    """Prior MDPs of every size and horizon, plus suite MDPs, in one batch (in the batch's own
+    order: longest horizon first)."""
     mdps = prior_mdps(24) + [envs.load_mdp(e) for e in SUITE]
-    return mdps, MDPBatch.from_mdps(mdps)
+    world = MDPBatch.from_mdps(mdps)
+    return [mdps[i] for i in world.source.tolist()], world
+
+
+def part(world, i):
+    """The packed rows of MDP i."""
+    lo = int(world.first_state[i])
+    return slice(lo, lo + int(world.n_states[i]))
 
 
 def test_round_trip_to_tabular_mdp(mixed):
@@ -54,13 +62,16 @@ def test_round_trip_to_tabular_mdp(mixed):
 def test_solve_equals_exact_backward_induction(mixed):
     mdps, world = mixed
     plan = world.solve(greedy_actions=True)
+    assert (world.horizon[1:] <= world.horizon[:-1]).all()
     for i, mdp in enumerate(mdps):
-        S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
+        A, H = mdp.n_actions, mdp.horizon
         exact = backward_induction(mdp)
-        np.testing.assert_allclose(plan.q[i, :S, :A].numpy(), exact.Q[0], atol=1e-6, rtol=1e-9)
-        np.testing.assert_allclose(plan.v[i, :S].numpy(), exact.V[0], atol=1e-6, rtol=1e-9)
+        np.testing.assert_allclose(plan.q[part(world, i), :A].numpy(), exact.Q[0], atol=1e-6,
+                                   rtol=1e-9)
+        np.testing.assert_allclose(plan.v[part(world, i)].numpy(), exact.V[0], atol=1e-6,
+                                   rtol=1e-9)
         # the greedy actions of every step are optimal at that step
-        acts = plan.actions[i, :H, :S].numpy()
+        acts = plan.actions[part(world, i), :H].numpy().T
         chosen = np.take_along_axis(exact.Q, acts[..., None], axis=2)[..., 0]
         np.testing.assert_allclose(chosen, exact.Q.max(axis=2), atol=1e-6, rtol=1e-9)
 
@@ -68,19 +79,19 @@ def test_solve_equals_exact_backward_induction(mixed):
 def test_evaluate_equals_exact_policy_evaluation(mixed):
     mdps, world = mixed
     rng = np.random.default_rng(1)
-    B, S, A, _ = world.shape
+    N, A, _ = world.successors.shape
     Hmax = int(world.horizon.max())
-    logits = torch.as_tensor(rng.normal(size=(B, S, A)))
-    mask = world.action_mask[:, None, :]
-    stationary = torch.softmax(logits.masked_fill(~mask, -torch.inf), -1)
-    steps = torch.softmax(torch.as_tensor(rng.normal(size=(B, Hmax, S, A)))
+    mask = world.action_mask
+    stationary = torch.softmax(torch.as_tensor(rng.normal(size=(N, A)))
+                               .masked_fill(~mask, -torch.inf), -1)
+    steps = torch.softmax(torch.as_tensor(rng.normal(size=(N, Hmax, A)))
                           .masked_fill(~mask[:, None], -torch.inf), -1)
     J, J_steps = world.evaluate(stationary), world.evaluate(steps)
     for i, mdp in enumerate(mdps):
-        Sb, Ab, H = mdp.n_states, mdp.n_actions, mdp.horizon
-        pi = stationary[i, :Sb, :Ab].numpy()
+        Ab, H = mdp.n_actions, mdp.horizon
+        pi = stationary[part(world, i), :Ab].numpy()
         assert J[i].item() == pytest.approx(evaluate_policy(mdp, pi), abs=1e-6, rel=1e-9)
-        pi_h = steps[i, :H, :Sb, :Ab].numpy()
+        pi_h = steps[part(world, i), :H, :Ab].numpy().transpose(1, 0, 2)
         assert J_steps[i].item() == pytest.approx(float(mdp.initial @ policy_values(mdp, pi_h)[0]),
                                                   abs=1e-6, rel=1e-9)
 
@@ -94,22 +105,31 @@ def test_evaluate_is_differentiable_in_the_policy():
     # finite differences on one logit
     eps = 1e-6
     bumped = logits.detach().clone()
-    bumped[0, 0, 0] += eps
+    bumped[0, 0] += eps
     fd = (world.evaluate(torch.softmax(bumped, -1)) - J.detach()) / eps
-    assert logits.grad[0, 0, 0].item() == pytest.approx(fd.item(), rel=1e-4, abs=1e-8)
+    assert logits.grad[0, 0].item() == pytest.approx(fd.item(), rel=1e-4, abs=1e-8)
 
 
-def test_targets_match_the_prior_sampler(mixed):
-    from rlfm.priors import targets as reference_targets
+def reference_targets(solution, tau_rel):
+    """The targets of one MDP, written out with numpy from its exact solution."""
+    Q, V = solution.Q[0], solution.V[0]
+    scale = Q.max() - Q.min()
+    logits = (Q - Q.max(axis=1, keepdims=True)) / (tau_rel * scale + 1e-12)
+    policy = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return dict(policy_target=policy, value_target=(V - V.min()) / (scale if scale > 0 else 1.0),
+                value_scale=scale)
 
+
+def test_targets_are_the_boltzmann_policy_of_the_optimum(mixed):
     mdps, world = mixed
     out = targets(world, tau_rel=0.03)
     for i, mdp in enumerate(mdps):
         ref = reference_targets(backward_induction(mdp), 0.03)
-        S, A = mdp.n_states, mdp.n_actions
-        np.testing.assert_allclose(out["policy"][i, :S, :A].numpy(), ref["policy_target"],
+        A = mdp.n_actions
+        np.testing.assert_allclose(out["policy"][part(world, i), :A].numpy(),
+                                   ref["policy_target"], atol=1e-6)
+        np.testing.assert_allclose(out["value"][part(world, i)].numpy(), ref["value_target"],
                                    atol=1e-6)
-        np.testing.assert_allclose(out["value"][i, :S].numpy(), ref["value_target"], atol=1e-6)
         assert out["value_scale"][i].item() == pytest.approx(ref["value_scale"], abs=1e-6)
 
 
@@ -126,8 +146,11 @@ def test_statistics_round_trip():
 
 
 def _recorded_statistics(record, world, b):
+    lo = int(world.first_state[b])
+
     def cat(name):
-        return torch.cat([getattr(r, name)[r.mdp == b] for r in record]).numpy()
+        x = torch.cat([getattr(r, name)[r.mdp == b] for r in record]).numpy()
+        return x - lo if name in ("states", "next_states") else x
 
     return Statistics.from_transitions(int(world.n_states[b]), int(world.n_actions[b]),
                                        cat("states"), cat("actions"), cat("rewards"),
@@ -157,7 +180,7 @@ def test_episodes_respect_horizon_and_terminal_states(mixed):
     record = []
     simulate(world, stats, episodes, Actor(), gen, record=record)
     for b, mdp in enumerate(mdps):
-        n = stats.visits[b].sum().item()
+        n = stats.visits[part(world, b)].sum().item()
         assert n <= 5 * mdp.horizon
         st = stats.to_statistics(b)
         # transitions only from non-terminal states and only along true transitions
@@ -198,7 +221,7 @@ def test_simulation_is_deterministic_per_seed(mixed):
 def test_policy_tables_are_followed():
     mdp = envs.load_mdp("rlfm/DeepSea-v0")
     world = MDPBatch.from_mdps([mdp])
-    optimal = world.solve(greedy_actions=True).actions
+    optimal = world.solve(greedy_actions=True).actions     # (N, H)
     stats = StatsBatch.empty(world)
     simulate(world, stats, torch.tensor([3]), Actor(optimal), torch.Generator().manual_seed(0))
     # DeepSea is deterministic: the optimal policy earns the optimal return every episode
@@ -206,38 +229,45 @@ def test_policy_tables_are_followed():
     assert stats.reward_sum.sum().item() == pytest.approx(3 * J)
 
 
+def _learn(world, episodes, problem, seed=0, every=float("inf")):
+    """Run one adaptive learner per MDP of `world` (problem(stats, mdps) -> PlanningProblem),
+    replanning after each of its first `every` episodes, then after rounds growing by half."""
+    stats = StatsBatch.empty(world)
+    gen = torch.Generator().manual_seed(seed)
+    B = world.batch_size
+    table = torch.zeros(world.n_total_states, int(world.horizon.max()), dtype=torch.int64)
+    run_learners(world, stats, torch.full((B,), episodes), Actor(table),
+                 lambda mdps, states: problem(stats.select(mdps), mdps, gen).greedy(), gen,
+                 adaptive=torch.ones(B, dtype=torch.bool), replan_every=torch.full((B,), every),
+                 replan_growth=torch.full((B,), 0.5, dtype=torch.float64))
+    return stats
+
+
 def test_optimistic_learner_explores_deep_sea():
     """The optimistic behaviour finds DeepSea's far reward (uniform actions almost never do)."""
     mdp = envs.load_mdp("rlfm/DeepSea-v0")
     world = MDPBatch.from_mdps([mdp])
-    stats = StatsBatch.empty(world)
-    gen = torch.Generator().manual_seed(0)
-    lo, hi = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
-    run_learner(world, stats, torch.tensor([60]),
-                lambda st, rows: Actor(optimistic_plan(st, world.horizon[rows],
-                                                       torch.full((len(rows),), 0.3,
-                                                                  dtype=torch.float64),
-                                                       lo[rows], hi[rows], gen)),
-                gen, replan_every_episode=20, replan_growth=0.25)
+    one = torch.ones(1, dtype=torch.float64)
+    stats = _learn(world, 60, lambda st, mdps, gen: optimistic_problem(
+        st, world.horizon[mdps], 0.3 * one, 0 * one, one, gen))
     assert stats.visits.sum().item() == 60 * mdp.horizon
     assert stats.reward_sum.max().item() > 0
 
 
-def test_posterior_sampling_learner_improves_on_river_swim():
+def test_posterior_sampling_learner_reaches_the_far_end_of_river_swim():
     mdp = envs.load_mdp("rlfm/RiverSwim-v0")
     world = MDPBatch.from_mdps([mdp] * 4)
-    stats = StatsBatch.empty(world)
-    gen = torch.Generator().manual_seed(0)
-    run_learner(world, stats, torch.full((4,), 40),
-                lambda st, rows: Actor(posterior_sample_plan(st, world.horizon[rows], gen)), gen)
-    # it reaches the far end of the river (the right end pays the big reward)
+    stats = _learn(world, 40, lambda st, mdps, gen: posterior_problem(st, world.horizon[mdps],
+                                                                       gen))
     assert stats.visits.sum().item() == 4 * 40 * mdp.horizon
-    big = mdp.R.max()
-    assert (stats.reward_sum.amax((1, 2)) >= big).all()
+    big = float(mdp.R.max())
+    per_mdp = [stats.reward_sum[part(world, i)].max().item() for i in range(4)]
+    assert min(per_mdp) >= big
 
 
-def test_batched_features_equal_per_statistic_features(mixed):
-    from rlfm.features import collate, encode, encode_batch
+def test_features_of_a_batch_equal_features_of_each_statistic(mixed):
+    """Training featurises a world batch, inference one Statistics: the same numbers."""
+    from rlfm.features import GraphBatch, encode, encode_statistics
 
     mdps, world = mixed
     stats = StatsBatch.empty(world)
@@ -246,9 +276,10 @@ def test_batched_features_equal_per_statistic_features(mixed):
                            noise=torch.full((world.batch_size,), 0.05, dtype=torch.float64))
     simulate(world, stats, torch.arange(world.batch_size) % 6, Actor(), gen, observe)
     single = [stats.to_statistics(i) for i in range(world.batch_size)]
-    expected = collate([encode(st, mdp.horizon) for st, mdp in zip(single, mdps, strict=True)])
+    expected = GraphBatch.concatenate([encode_statistics(st, mdp.horizon)
+                                       for st, mdp in zip(single, mdps, strict=True)])
     for batch in (stats, StatsBatch.from_statistics(single)):
-        got = encode_batch(batch, world.horizon)
+        got = encode(batch, world.horizon)
         for name in ("sa_x", "sa_state", "state_x", "state_graph", "edge_sa", "edge_next",
                      "edge_log_p", "edge_x", "graph_states", "graph_actions"):
             torch.testing.assert_close(getattr(got, name), getattr(expected, name),

@@ -106,12 +106,18 @@ class TabularMDP:
                 f"terminal={int(self.terminal.sum())}, gamma={self.gamma}, {kind})")
 
     def _check_terminal_absorbing(self) -> None:
-        for s in np.flatnonzero(self.terminal):
-            rows = s * self.n_actions + np.arange(self.n_actions)
-            stay = (self._T[rows][:, [s]].toarray() if self.is_sparse else self._T[rows, s])
-            if not np.allclose(stay, 1.0, atol=ROW_SUM_TOL) or np.any(self.R[s] != 0):
-                raise InvalidMDPError(
-                    f"terminal state {s} must be absorbing (P[s, a, s] = 1) with zero reward")
+        terminal = np.flatnonzero(self.terminal)
+        if not terminal.size:
+            return
+        rows = (terminal[:, None] * self.n_actions + np.arange(self.n_actions)).ravel()
+        cols = np.repeat(terminal, self.n_actions)
+        stay = np.asarray(self._T[rows, cols]).ravel()
+        bad = ~np.isclose(stay, 1.0, rtol=0.0, atol=ROW_SUM_TOL) | \
+            np.repeat((self.R[terminal] != 0).any(axis=1), self.n_actions)
+        if bad.any():
+            s = int(cols[np.flatnonzero(bad)[0]])
+            raise InvalidMDPError(
+                f"terminal state {s} must be absorbing (P[s, a, s] = 1) with zero reward")
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

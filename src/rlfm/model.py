@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlfm.features import EDGE_FEATURES, SA_FEATURES, STATE_FEATURES, GraphBatch, collate, encode
+from rlfm.features import EDGE_FEATURES, SA_FEATURES, STATE_FEATURES, GraphBatch, encode_statistics
 from rlfm.stats import Statistics
 
 
@@ -148,7 +148,7 @@ class RLFM(nn.Module):
     def _graph(self, stats: Statistics, horizon: int) -> GraphBatch:
         self.eval()
         weight = self.sa_in[0].weight
-        return collate([encode(stats, horizon)]).to(weight.device, weight.dtype)
+        return encode_statistics(stats, horizon).to(weight.device, weight.dtype)
 
     @torch.no_grad()
     def policy(self, stats: Statistics, horizon: int, steps: int | None = None) -> np.ndarray:

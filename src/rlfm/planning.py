@@ -1,11 +1,15 @@
 """Backward induction over a batch of MDPs: the one planning kernel.
 
-Every finite-horizon plan in rlfm (the true optimum of a prior MDP, the in-context plans of the
-featurisation, the learners that make training contexts, the exact return of a policy) is this
-function. A batch holds B MDPs padded to S states, A actions and K successors per (s, a):
-transitions are next-state indices `successors` (B, S, A, K) with their probabilities `probs`
-(B, S, A, K; 0 on padding), so memory grows with the non-zero transitions, never with S*S.
-Padded actions are left out of the maximum by `action_mask`; padded states are never reached.
+Every finite-horizon plan in rlfm's batched world (the true optimum of a prior MDP, the
+in-context plans of the featurisation, the learners that make training contexts, the exact
+return of a policy) is this function.
+
+Layout (packed, as PyTorch Geometric packs graphs): the states of all MDPs of a batch are
+concatenated, N in all, and `state_mdp` (N,) says which MDP each belongs to. Actions are padded
+to A and successors to K per (s, a): `successors` (N, A, K) holds global next-state indices and
+`probs` (N, A, K) their probabilities (0 on padding), so memory grows with the non-zero
+transitions, never with S*S nor with the largest MDP's S. Padded actions are left out of every
+maximum by `action_mask` (N, A).
 
 With t the number of steps to go (t = H - h), one step is
 
@@ -16,9 +20,11 @@ With t the number of steps to go (t = H - h), one step is
 
 with V_0 = 0. A bonus of +inf (-inf) on a pair with no data becomes the largest (smallest)
 value a t-step return can have once clipped: optimism and pessimism under one formula. MDPs of
-different horizons share the batch: the values of an MDP stop changing once t passes its
-horizon, so the result is always the first step of each MDP's own episode. Everything is
-differentiable with respect to R, bonus and the policy (no in-place operations).
+different horizons share a batch: the result is always the first step of each MDP's own
+episode. The states are solved in order of non-increasing horizon (as `world.MDPBatch` orders
+them; others are reordered first), so that at each step only the MDPs still running, a prefix
+of the states, are computed.
+Differentiable with respect to R, bonus and the policy.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ import torch
 
 @dataclass
 class Plan:
-    """q (B, S, A) and v (B, S): Q and V at the first step (h = 0) of every MDP.
-    actions (B, Hmax, S): the greedy action at each step h (only when asked for)."""
+    """q (N, A) and v (N,): Q and V at the first step (h = 0) of every state's MDP.
+    actions (N, Hmax): the greedy action of every state at each step h (only when asked for)."""
 
     q: torch.Tensor
     v: torch.Tensor
@@ -39,104 +45,96 @@ class Plan:
 
 
 def expectation(successors: torch.Tensor, probs: torch.Tensor):
-    """A function (v (n, S), n) -> E[v(s') | s, a] (n, S*A) for the first n MDPs of a batch.
+    """A function (v (N,), n) -> E[v(s') | s, a] (n, A) for the first n states.
 
-    Sparse rows (few successors) gather v at the successors, slot-major so that the sum runs
-    over an outer axis (a sum over a short last axis is several times slower on CPU); rows with
-    successors for a large share of the states are made into a dense (S*A, S) matrix per MDP
-    and use a batched matrix product, which beats gathering there."""
-    B, S, A, K = successors.shape
-    if K * 4 >= S * 3 and S > 8:
-        P = probs.new_zeros(B, S * A, S).scatter_add_(2, successors.reshape(B, S * A, K),
-                                                      probs.reshape(B, S * A, K))
-        return lambda v, n: torch.bmm(P[:n], v.unsqueeze(-1)).squeeze(-1)
-    offsets = (torch.arange(B, device=successors.device) * S).view(B, 1, 1)
-    index = (successors.permute(0, 3, 1, 2).reshape(B, K, S * A) + offsets).reshape(-1)
-    weights = probs.permute(0, 3, 1, 2).reshape(B, K, S * A).contiguous()
-    per_mdp = K * S * A
+    The transitions are stored slot-major, (K, N*A), so that the sum over successors runs over
+    an outer axis (a sum over a short last axis is several times slower on CPU) and the first n
+    states are a slice, gathered without a copy of the index."""
+    N, A, K = successors.shape
+    index = successors.permute(2, 0, 1).reshape(K, N * A)
+    weights = probs.permute(2, 0, 1).reshape(K, N * A)
 
-    def expect(v, n):
-        gathered = v.reshape(-1).index_select(0, index[:n * per_mdp]).view(n, K, S * A)
-        return (weights[:n] * gathered).sum(1)
+    def expect(v: torch.Tensor, n: int) -> torch.Tensor:
+        m = n * A
+        gathered = v.expand(K, v.shape[0]).gather(1, index[:, :m])
+        return (weights[:, :m] * gathered).sum(0).view(n, A)
     return expect
 
 
 def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.Tensor,
-                       horizon: torch.Tensor, *, gamma: torch.Tensor | None = None,
-                       action_mask: torch.Tensor | None = None, bonus: torch.Tensor | None = None,
+                       state_mdp: torch.Tensor, horizon: torch.Tensor, *,
+                       gamma: torch.Tensor | None = None, action_mask: torch.Tensor | None = None,
+                       bonus: torch.Tensor | None = None,
                        bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
                        terminal: torch.Tensor | None = None, policy: torch.Tensor | None = None,
                        greedy_actions: bool = False,
                        tie_noise: torch.Tensor | None = None) -> Plan:
-    """Backward induction (see the module docstring) for B MDPs at once.
+    """Backward induction (see the module docstring) for a packed batch of MDPs.
 
-    horizon (B,) int; gamma (B,) or None (1); action_mask (B, A) bool or None (all valid);
-    bonus (B, S, A); bounds (lo, hi), each (B,): per-step reward bounds; terminal (B, S) bool;
-    policy: None (optimal values), (B, S, A) stationary or (B, Hmax, S, A) time-dependent
-    action probabilities (zero on padded actions) to evaluate; greedy_actions: also return the
-    greedy action of every step (ties to the lowest index, after adding `tie_noise` (B, S, A)).
-
-    The MDPs are solved longest horizon first: at t steps to go only those with H >= t, a
-    prefix of the sorted batch, are computed, so short episodes cost no padding in time.
+    state_mdp (N,) int; horizon (B,) int; gamma (B,) or None (1); action_mask (N, A) bool or
+    None (all valid); bonus (N, A); bounds (lo, hi), each (B,): per-step reward bounds;
+    terminal (N,) bool; policy: None (optimal values), (N, A) stationary or (N, Hmax, A)
+    time-dependent action probabilities (zero on padded actions) to evaluate; greedy_actions:
+    also return the greedy action of every step (ties to the lowest index, after adding
+    `tie_noise` (N, A)).
     """
-    B, S, A, _ = successors.shape
+    N, A, _ = successors.shape
     device = R.device
+    if N == 0:
+        return Plan(q=R, v=R.new_zeros(0),
+                    actions=successors.new_zeros(0, 0) if greedy_actions else None)
     horizon = horizon.to(device)
-    if B == 0:
-        return Plan(q=R, v=R.new_zeros(0, S),
-                    actions=successors.new_zeros(0, 0, S) if greedy_actions else None)
-    order = torch.argsort(horizon, descending=True, stable=True)
-    if bool((order == torch.arange(B, device=device)).all()):
-        order = None
-    sort = (lambda x: x) if order is None else \
-        (lambda x: None if x is None else x.index_select(0, order))
-    successors, probs, R, horizon = sort(successors), sort(probs), sort(R), sort(horizon)
-    bonus, terminal, policy, tie_noise = sort(bonus), sort(terminal), sort(policy), sort(tie_noise)
-    H = int(horizon[0])
-    # active[t]: how many MDPs (a prefix) still have t steps to go
-    active = (horizon.view(1, B) >= torch.arange(H + 2, device=device).view(-1, 1)).sum(1).tolist()
+    h_state = horizon[state_mdp]
+    if not bool((h_state[1:] <= h_state[:-1]).all()):
+        # Order the states by non-increasing horizon, solve, and put the answer back in order.
+        order = torch.argsort(h_state, descending=True, stable=True)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(N, device=device)
+        pick = lambda x: None if x is None else x[order]  # noqa: E731
+        plan = backward_induction(
+            inverse[successors[order]], probs[order], R[order], state_mdp[order], horizon,
+            gamma=gamma, action_mask=pick(action_mask), bonus=pick(bonus), bounds=bounds,
+            terminal=pick(terminal), policy=pick(policy), greedy_actions=greedy_actions,
+            tie_noise=pick(tie_noise))
+        return Plan(q=plan.q[inverse], v=plan.v[inverse],
+                    actions=None if plan.actions is None else plan.actions[inverse])
+    H = int(h_state[0])
+    # the states whose MDP still runs at t steps to go: a prefix of length active[t]
+    steps = torch.arange(H + 2, device=device)
+    active = (h_state.view(1, N) >= steps.view(-1, 1)).sum(1).tolist()
     expect = expectation(successors, probs)
-    base = (R if bonus is None else R + bonus).reshape(B, S * A)
-    mask = None if action_mask is None or bool(action_mask.all()) else \
-        sort(action_mask)[:, None, :]
+    base = R if bonus is None else R + bonus
+    mask = None if action_mask is None or bool(action_mask.all()) else action_mask
+    per_state = lambda x: x.to(R.dtype)[state_mdp].view(N, 1)  # noqa: E731
     if gamma is not None:
-        gamma = sort(gamma).to(R.dtype).view(B, 1)
-        if bool((gamma == 1).all()):
-            gamma = None
+        gamma = None if bool((gamma == 1).all()) else per_state(gamma)
     if bounds is not None:
-        lo, hi = (sort(b).to(R.dtype).view(B, 1) for b in bounds)
-    dead = None
-    if terminal is not None and bool(terminal.any()):
-        dead = terminal[:, :, None].expand(B, S, A).reshape(B, S * A)
-    rows = torch.arange(B, device=device)
-    v = R.new_zeros(B, S)
-    finished = []                     # Q_0 of the MDPs whose horizon is t, for t = 1, 2, ...
-    actions = successors.new_zeros(B, H, S) if greedy_actions else None
+        lo, hi = per_state(bounds[0]), per_state(bounds[1])
+    dead = None if terminal is None or not bool(terminal.any()) else terminal.view(N, 1)
+    rows = torch.arange(N, device=device)
+    v = R.new_zeros(N)
+    finished = []                  # Q_0 of the states whose MDP's horizon is t, t = 1, 2, ...
+    actions = successors.new_zeros(N, H) if greedy_actions else None
     for t in range(1, H + 1):
         n = active[t]
-        expected = expect(v[:n] if n < B else v, n)
-        q = base[:n] + (expected if gamma is None else gamma[:n] * expected)
+        cut = (lambda x: x) if n == N else (lambda x, n=n: None if x is None else x[:n])
+        expected = expect(v, n)
+        q = cut(base) + (expected if gamma is None else cut(gamma) * expected)
         if bounds is not None:
-            q = torch.clamp(q, t * lo[:n], t * hi[:n])
+            q = torch.clamp(q, t * cut(lo), t * cut(hi))
         if dead is not None:
-            q = q.masked_fill(dead[:n], 0.0)
-        q = q.view(n, S, A)
+            q = q.masked_fill(cut(dead), 0.0)
         if policy is None:
-            v_new = (q if mask is None else q.masked_fill(~mask[:n], -torch.inf)).amax(-1)
+            v_new = (q if mask is None else q.masked_fill(~cut(mask), -torch.inf)).amax(-1)
         else:
-            pi = policy[:n] if policy.dim() == 3 else policy[rows[:n], horizon[:n] - t]
+            pi = cut(policy) if policy.dim() == 2 else \
+                policy[rows[:n], (h_state[:n] - t).clamp_min(0)]
             v_new = (pi * q).sum(-1)
         if actions is not None:
-            scored = q if tie_noise is None else q + tie_noise[:n]
-            scored = scored if mask is None else scored.masked_fill(~mask[:n], -torch.inf)
-            actions[rows[:n], horizon[:n] - t] = scored.argmax(-1)
-        v = v_new if n == B else torch.cat([v_new, v[n:]])
+            scored = q if tie_noise is None else q + cut(tie_noise)
+            scored = scored if mask is None else scored.masked_fill(~cut(mask), -torch.inf)
+            actions[rows[:n], h_state[:n] - t] = scored.argmax(-1)
+        v = v_new if n == N else torch.cat([v_new, v[n:]])
         if active[t + 1] < n:
             finished.append(q[active[t + 1]:])
-    q0 = torch.cat(finished[::-1])
-    if order is not None:
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(B, device=device)
-        q0, v = q0.index_select(0, inverse), v.index_select(0, inverse)
-        actions = None if actions is None else actions.index_select(0, inverse)
-    return Plan(q=q0, v=v, actions=actions)
+    return Plan(q=torch.cat(finished[::-1]), v=v, actions=actions)

@@ -3,9 +3,12 @@
     rlfm train --config configs/rlfm-v1.toml --out runs/rlfm-v1 [--resume]
     torchrun --nproc_per_node 2 -m rlfm.train --config ... --out ...     # DDP over gloo (CPU)
 
-AdamW with linear warm-up then cosine decay, gradient clipping; periodic validation on held-out
-prior seeds and on public-suite MDPs (score of the greedy policy from the statistic of random
-data, next to CE-VI on the same data); CSV log; atomic checkpoints (`latest` every
+Training data come from the batched world (`rlfm.priors.batch`): every batch is made at once,
+MDPs, contexts, statistics, features and targets, in DataLoader workers (or in the training
+process with workers = 0). AdamW with linear warm-up then cosine decay, gradient clipping;
+periodic validation on held-out prior MDPs only (a stream of seeds never used for training:
+held-out policy loss, and the exact score of the greedy policy next to certainty-equivalent
+planning on the same statistics); CSV log; atomic checkpoints (`latest` every
 `checkpoint_every` steps with the optimizer state, so `--resume` loses at most one interval;
 `model` at the end). Configuration is plain data: a TOML file, see configs/.
 """
@@ -26,7 +29,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from rlfm.checkpoint import load_model, load_tensors, read_config, save_model, save_tensors
 from rlfm.errors import CheckpointError, RlfmError
@@ -59,11 +61,8 @@ class TrainConfig:
 
 @dataclass
 class ValidationConfig:
-    prior_examples: int = 64
+    prior_examples: int = 256
     prior_seed: int = 1_000_003      # a stream never used for training (training seeds are small)
-    suite: list[str] = field(default_factory=lambda: ["FrozenLake-v1", "rlfm/RiverSwim-v0",
-                                                      "rlfm/NChain-v0", "rlfm/Garnet20-v0"])
-    suite_episodes: int = 100        # episodes of uniform-random data for the suite check
 
 
 @dataclass
@@ -139,66 +138,68 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> No
 
 # ---- validation --------------------------------------------------------------------------------
 def validation_set(cfg: RunConfig):
-    """Held-out prior examples (with their true MDPs), the same examples as one batch with
-    targets (for a held-out loss), and suite statistics from random data."""
-    from rlfm import envs
-    from rlfm.evaluate import collect_dataset
-    from rlfm.mdp import ScoreReference
-    from rlfm.priors.config import load_config
-    from rlfm.priors.dataset import collate, example_rng
-    from rlfm.priors.sampler import sample_example
+    """Held-out prior MDPs with the statistics of their contexts and their targets (float64, so
+    that scores are exact), as one PriorBatch."""
+    from rlfm.priors.batch import sample_batch
 
-    prior = load_config(cfg.prior or None)
-    examples = [sample_example(example_rng(cfg.validation.prior_seed, i), prior, keep_mdp=True)
-                for i in range(cfg.validation.prior_examples)]
-    prior_set = [(ex.mdp, ex.stats, ScoreReference.of(ex.mdp)) for ex in examples]
-    suite_set = []
-    for env_id in cfg.validation.suite:
-        env = envs.make(env_id)
-        mdp = envs.load_mdp(env_id)
-        stats = collect_dataset(env, mdp, "uniform", cfg.validation.suite_episodes, seed=0)
-        suite_set.append((env_id, mdp, stats, ScoreReference.of(mdp)))
-    return prior_set, collate(examples), suite_set
+    return sample_batch(cfg.validation.prior_seed, 0, cfg.validation.prior_examples,
+                        cfg.prior or None, dtype=torch.float64)
 
 
-def mean_score(scores) -> float:
+def mean_score(scores: torch.Tensor) -> float:
     """Mean normalised score over prior MDPs, each clipped to [-1, 1]: where the uniform policy is
     nearly optimal a normalised score can be -100, and a few such MDPs would drown the rest."""
-    return float(np.mean(np.clip(scores, -1.0, 1.0)))
+    return float(scores.clamp(-1.0, 1.0).mean())
 
 
-def cevi_reference(prior_set, suite_set) -> dict:
-    """The validation metrics of certainty-equivalent value iteration on the same statistics,
-    acting with its first-step plan as a stationary policy as the network does: the bar the
-    network must clear (it sees that plan among its features)."""
-    from rlfm.mdp import backward_induction, evaluate_policy
+def greedy_scores(chunk, logits: torch.Tensor) -> torch.Tensor:
+    """Normalised exact scores (B,) of the stationary greedy policies of `logits` (N, A) (padded
+    actions ignored) in the chunk's true MDPs."""
+    world = chunk.world
+    greedy = logits.masked_fill(~world.action_mask, -torch.inf).argmax(-1)
+    policy = torch.nn.functional.one_hot(greedy, logits.shape[1]).to(world.R.dtype)
+    J = world.evaluate(policy)
+    J_uniform = world.evaluate(world.uniform_policy())
+    J_star = chunk.targets["optimal_return"]
+    gap = J_star - J_uniform
+    trivial = gap <= 1e-12 * J_star.abs().clamp_min(1.0)   # every policy is optimal
+    return torch.where(trivial, torch.ones_like(J), (J - J_uniform) / torch.where(
+        trivial, torch.ones_like(gap), gap))
 
-    def score(mdp, stats, ref):
-        return ref.normalise(evaluate_policy(mdp, backward_induction(
-            stats.empirical_mdp(mdp.horizon)).policy[0]))
 
-    metrics = {"val_prior_score": mean_score([score(*item) for item in prior_set])}
-    for env_id, mdp, stats, ref in suite_set:
-        metrics[f"val_{env_id}"] = score(mdp, stats, ref)
-    return metrics
+def cevi_reference(val) -> dict:
+    """The validation score of certainty-equivalent planning on the same statistics, acting with
+    its first-step plan as a stationary policy as the network does: the bar the network must
+    clear (it sees that plan among its features)."""
+    from rlfm.planning import backward_induction
+
+    scores = []
+    for chunk in val.chunks:
+        successors, probs, R = chunk.stats.empirical()
+        q = backward_induction(successors, probs, R, chunk.world.state_mdp, chunk.world.horizon,
+                               action_mask=chunk.world.action_mask).q
+        scores.append(greedy_scores(chunk, q))
+    return {"val_prior_score": mean_score(torch.cat(scores))}
 
 
 @torch.no_grad()
-def validate(model: RLFM, prior_set, prior_batch: GraphBatch, suite_set) -> dict:
-    from rlfm.mdp import evaluate_policy
-
+def validate(model: RLFM, val) -> dict:
     model.eval()
-    scores = [ref.normalise(evaluate_policy(mdp, model.policy(stats, mdp.horizon).argmax(1)))
-              for mdp, stats, ref in prior_set]
     weight = model.sa_in[0].weight
-    held_out = prior_batch.to(weight.device, weight.dtype)
-    metrics = {"val_policy_loss": policy_loss(model.log_policy(held_out), held_out).item(),
-               "val_prior_score": mean_score(scores)}
-    for env_id, mdp, stats, ref in suite_set:
-        greedy = model.policy(stats, mdp.horizon).argmax(1)
-        metrics[f"val_{env_id}"] = ref.normalise(evaluate_policy(mdp, greedy))
+    graph = val.graph.to(weight.device, weight.dtype)
+    logits, _ = model(graph)
+    log_pi = segment_log_softmax(logits, graph.sa_state, graph.n_states)
+    scores, offset = [], 0
+    for chunk in val.chunks:
+        mask = chunk.world.action_mask
+        n = int(mask.sum())
+        padded = torch.full(mask.shape, -torch.inf, dtype=torch.float64)
+        padded[mask] = logits[offset:offset + n].double().cpu()
+        scores.append(greedy_scores(chunk, padded))
+        offset += n
     model.train()
-    return metrics
+    return {"val_policy_loss": policy_loss(log_pi, graph).item(),
+            "val_prior_score": mean_score(torch.cat(scores))}
 
 
 # ---- the loop -----------------------------------------------------------------------------------
@@ -227,14 +228,12 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
         raise RlfmError(f"{out} already holds a training run; pass --resume or another --out")
     ddp_model = DistributedDataParallel(model) if distributed else model
 
-    from rlfm.priors.dataset import PriorDataset
+    from rlfm.priors.dataset import make_loader
 
-    data = PriorDataset(seed=tc.seed * 1000 + rank, config=cfg.prior or None,
-                        batch_size=tc.batch_size, start=step)
-    loader = DataLoader(data, batch_size=None, num_workers=tc.workers,
-                        persistent_workers=tc.workers > 0, prefetch_factor=4 if tc.workers else None)
-    prior_set, prior_batch, suite_set = validation_set(cfg) if main else ([], None, [])
-    reference = cevi_reference(prior_set, suite_set) if main else {}
+    loader = make_loader(seed=tc.seed * 1000 + rank, batch_size=tc.batch_size,
+                         num_workers=tc.workers, config=cfg.prior or None, start=step)
+    val = validation_set(cfg) if main else None
+    reference = cevi_reference(val) if main else {}
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
@@ -261,7 +260,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
                    "policy_loss": p_loss.item(), "value_loss": v_loss.item(),
                    "grad_norm": float(grad_norm), "mdps_per_s": rate}
             if step % tc.eval_every == 0 or step == tc.steps:
-                row.update(validate(model, prior_set, prior_batch, suite_set))
+                row.update(validate(model, val))
                 history.append(row)
             _append_csv(out / "log.csv", row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -1,19 +1,22 @@
-"""A batched world: B tabular MDPs as torch tensors, simulated in lockstep, with their statistics.
+"""A batched world: many tabular MDPs as torch tensors, simulated in lockstep, with their
+statistics, on CPU or CUDA.
 
-Layout (padded, sparse in successors): a batch of MDPs of up to S states and A actions stores,
-for every (s, a), its K possible next states `successors` (B, S, A, K) and their probabilities
-`probs` (0 on padding), so memory grows with B*S*A*K, the non-zero transitions. The statistic
-of the data collected in a batch (`StatsBatch`) counts transitions in the same slots: an
-observed next state is always one of the true successors, so N(s, a, s') needs no S*S array.
-Padded states are absorbing and never reached; padded actions are masked out of every choice.
+Layout (packed, as PyTorch Geometric packs graphs, so that no maximum S exists anywhere): the
+states of all B MDPs are concatenated, N in all; `state_mdp` (N,) names each state's MDP and
+`first_state` (B,) where each MDP starts. Actions are padded to A and successors to K per
+(s, a): `successors` (N, A, K) global next-state indices, `probs` (N, A, K) their
+probabilities (0 on padding, the real slots of a pair first). Memory grows with the non-zero
+transitions. The statistic of the data collected (`StatsBatch`) counts transitions in the
+same slots: an observed next state is always one of the true successors, so N(s, a, s') needs
+no S*S array. An MDP batch keeps its MDPs in order of non-increasing horizon, so that planning
+(`rlfm.planning`) computes only the MDPs still running at each step.
 
-Simulation steps every episode of every MDP at once ("lanes": one per running episode), one
-array operation per time step whatever B; learners that adapt to their data (the optimistic
-certainty-equivalent learner, posterior sampling, a network) act in rounds: plan for all MDPs
-in one batched backward induction (`rlfm.planning`), run a round of episodes, update the
-statistic by scatter-add, plan again.
-
-Random numbers come from one `torch.Generator`, so a batch is reproducible for a seed.
+Simulation steps every episode of every MDP at once ("lanes": one per running episode), a
+fixed number of array operations per time step whatever the batch; learners that adapt to
+their data (an optimistic certainty-equivalent learner, posterior sampling, a network) act in
+rounds: plan for all of them in one backward induction, run a round of episodes, update the
+statistic by scatter-add, plan again. Random numbers come from one `torch.Generator`, so a
+batch is reproducible for a seed.
 """
 
 from __future__ import annotations
@@ -30,188 +33,246 @@ from rlfm.planning import Plan, backward_induction
 from rlfm.stats import Statistics
 
 TAU_FLOOR = 1e-12
+PER_STATE = ("successors", "probs", "R", "initial", "terminal", "entry_reward", "slots",
+             "counts", "visits", "reward_sum", "reward_sq_sum", "terminations",
+             "terminal_entries")
 
 
-def _select(obj, index: torch.Tensor):
-    """The same dataclass with every tensor field restricted to rows `index` (dim 0)."""
-    return type(obj)(**{f.name: (v.index_select(0, index) if isinstance(v, torch.Tensor)
-                                 else [v[i] for i in index.tolist()] if isinstance(v, list)
-                                 else v)
-                        for f in fields(obj) for v in [getattr(obj, f.name)]})
+def segment_max(x: torch.Tensor, index: torch.Tensor, n: int, empty: float = -torch.inf):
+    """max of x over each group of `index` (n groups; `empty` where a group has none)."""
+    out = torch.full((n,), empty, dtype=x.dtype, device=x.device)
+    return out.scatter_reduce(0, index, x, reduce="amax", include_self=False)
 
 
-def _uniform(gen: torch.Generator, n: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.rand(n, generator=gen, device=like.device, dtype=like.dtype)
+def segment_min(x: torch.Tensor, index: torch.Tensor, n: int, empty: float = torch.inf):
+    out = torch.full((n,), empty, dtype=x.dtype, device=x.device)
+    return out.scatter_reduce(0, index, x, reduce="amin", include_self=False)
+
+
+def segment_sum(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.zeros(n, dtype=x.dtype, device=x.device).index_add(0, index, x)
+
+
+def _offsets(n_states: torch.Tensor) -> torch.Tensor:
+    return torch.cumsum(n_states, 0) - n_states
+
+
+class _Packed:
+    """What MDP and statistic batches share: the packed layout and selecting MDPs from it."""
+
+    state_mdp: torch.Tensor
+    n_states: torch.Tensor
+    n_actions: torch.Tensor
+    successors: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.n_states.shape[0]
+
+    @property
+    def n_total_states(self) -> int:
+        return self.state_mdp.shape[0]
+
+    @property
+    def first_state(self) -> torch.Tensor:
+        return _offsets(self.n_states)
+
+    @property
+    def action_mask(self) -> torch.Tensor:
+        """(N, A) bool: the actions that exist in each state's MDP."""
+        A = self.successors.shape[1]
+        return torch.arange(A, device=self.n_actions.device) < self.n_actions[self.state_mdp, None]
+
+    def states_of(self, mdps: torch.Tensor) -> torch.Tensor:
+        """The (global) states of the MDPs `mdps` (increasing indices), in batch order."""
+        return torch.isin(self.state_mdp, mdps).nonzero().squeeze(1)
+
+    def select(self, mdps: torch.Tensor):
+        """The batch of the MDPs `mdps` (increasing indices) alone, re-packed."""
+        states = self.states_of(mdps)
+        renumber = torch.full((self.n_total_states,), -1, dtype=torch.int64,
+                              device=states.device)
+        renumber[states] = torch.arange(states.numel(), device=states.device)
+        mdp_renumber = torch.full((self.batch_size,), -1, dtype=torch.int64, device=states.device)
+        mdp_renumber[mdps] = torch.arange(mdps.numel(), device=states.device)
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "successors":
+                value = renumber[value[states]]
+            elif f.name == "state_mdp":
+                value = mdp_renumber[value[states]]
+            elif f.name in PER_STATE:
+                value = value[states]
+            elif isinstance(value, torch.Tensor):
+                value = value[mdps]
+            elif isinstance(value, list):
+                value = [value[i] for i in mdps.tolist()]
+            out[f.name] = value
+        return type(self)(**out)
 
 
 # ---- MDPs ------------------------------------------------------------------------------------
 @dataclass
-class MDPBatch:
-    """B MDPs padded to (S, A, K). See the module docstring for the layout.
+class MDPBatch(_Packed):
+    """B MDPs, packed (see the module docstring), in order of non-increasing horizon.
 
-    successors (B, S, A, K) int64, probs (B, S, A, K); R (B, S, A); initial (B, S);
-    horizon (B,) int64; gamma (B,); terminal (B, S) bool; n_states, n_actions (B,) int64;
-    entry_reward (B, S): reward observed on entering a state, for families that define one
-    (has_entry (B,) bool); reward_noise (B,): the family's own observation noise (bandits);
-    families: the family name of each MDP.
+    Per state: successors (N, A, K) int64, probs (N, A, K), R (N, A), initial (N,), terminal
+    (N,) bool, entry_reward (N,): the reward observed on entering a state, for families that
+    define one, state_mdp (N,). Per MDP: n_states, n_actions, horizon (B,) int64, gamma (B,),
+    has_entry (B,) bool, reward_noise (B,): the family's own observation noise (bandits),
+    families, source: the index of each MDP in the list it was made from.
     """
 
     successors: torch.Tensor
     probs: torch.Tensor
     R: torch.Tensor
     initial: torch.Tensor
-    horizon: torch.Tensor
-    gamma: torch.Tensor
     terminal: torch.Tensor
+    entry_reward: torch.Tensor
+    state_mdp: torch.Tensor
     n_states: torch.Tensor
     n_actions: torch.Tensor
-    entry_reward: torch.Tensor
+    horizon: torch.Tensor
+    gamma: torch.Tensor
     has_entry: torch.Tensor
     reward_noise: torch.Tensor
     families: list
-
-    @property
-    def batch_size(self) -> int:
-        return self.R.shape[0]
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return tuple(self.successors.shape)
-
-    @property
-    def action_mask(self) -> torch.Tensor:
-        """(B, A) bool: the actions that exist in each MDP."""
-        A = self.R.shape[2]
-        return torch.arange(A, device=self.R.device) < self.n_actions[:, None]
-
-    @property
-    def state_mask(self) -> torch.Tensor:
-        S = self.R.shape[1]
-        return torch.arange(S, device=self.R.device) < self.n_states[:, None]
-
-    def select(self, index: torch.Tensor) -> MDPBatch:
-        return _select(self, index)
+    source: torch.Tensor
 
     @classmethod
     def from_mdps(cls, mdps: Sequence[TabularMDP], device=None,
                   dtype: torch.dtype = torch.float64) -> MDPBatch:
-        """Pack TabularMDPs (dense or sparse) into one batch."""
-        B = len(mdps)
-        S = max(m.n_states for m in mdps)
-        A = max(m.n_actions for m in mdps)
-        rows_of = []
+        """Pack TabularMDPs (dense or sparse), longest horizon first (`source` maps back)."""
+        order = sorted(range(len(mdps)), key=lambda i: -mdps[i].horizon)
+        mdps = [mdps[i] for i in order]
+        tables = []
         for m in mdps:
             T = sp.csr_array(m.transition_matrix)
             T.eliminate_zeros()
             T.sort_indices()
-            rows_of.append(T)
-        K = max(int(np.diff(T.indptr).max()) for T in rows_of)
-        successors = np.broadcast_to(np.arange(S)[None, :, None, None], (B, S, A, K)).copy()
-        probs = np.zeros((B, S, A, K))
-        probs[..., 0] = 1.0        # padding: absorbing, never reached
-        R = np.zeros((B, S, A))
-        initial = np.zeros((B, S))
-        terminal = np.zeros((B, S), bool)
-        entry = np.zeros((B, S))
-        has_entry = np.zeros(B, bool)
-        noise = np.zeros(B)
-        for b, (m, T) in enumerate(zip(mdps, rows_of, strict=True)):
-            Sb, Ab = m.n_states, m.n_actions
-            counts = np.diff(T.indptr)
-            row = np.repeat(np.arange(Sb * Ab), counts)
+            tables.append(T)
+        A = max(m.n_actions for m in mdps)
+        K = max(int(np.diff(T.indptr).max()) for T in tables)
+        sizes = np.array([m.n_states for m in mdps])
+        first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        N = int(sizes.sum())
+        successors = np.broadcast_to(np.arange(N)[:, None, None], (N, A, K)).copy()
+        probs = np.zeros((N, A, K))
+        probs[..., 0] = 1.0        # padded actions: absorbing, never taken
+        R = np.zeros((N, A))
+        entry = np.zeros(N)
+        has_entry = np.zeros(len(mdps), bool)
+        for b, (m, T) in enumerate(zip(mdps, tables, strict=True)):
+            Ab, lo = m.n_actions, first[b]
+            row = np.repeat(np.arange(T.shape[0]), np.diff(T.indptr))
             slot = np.arange(T.nnz) - T.indptr[row]
             s, a = np.divmod(row, Ab)
-            probs[b, :Sb, :Ab] = 0.0
-            successors[b, s, a, slot] = T.indices
-            probs[b, s, a, slot] = T.data
-            R[b, :Sb, :Ab] = m.R
-            initial[b, :Sb] = m.initial
-            terminal[b, :Sb] = m.terminal
+            probs[lo:lo + m.n_states, :Ab] = 0.0
+            successors[lo + s, a, slot] = lo + T.indices
+            probs[lo + s, a, slot] = T.data
+            R[lo:lo + m.n_states, :Ab] = m.R
             info = getattr(m, "info", {})
             if info.get("entry_reward") is not None:
-                entry[b, :Sb] = info["entry_reward"]
+                entry[lo:lo + m.n_states] = info["entry_reward"]
                 has_entry[b] = True
-            noise[b] = float(info.get("reward_noise", 0.0))
-        t = lambda x, dt=dtype: torch.as_tensor(x, dtype=dt, device=device)  # noqa: E731
+        t = lambda x, dt=dtype: torch.as_tensor(np.asarray(x), dtype=dt, device=device)  # noqa: E731
+        cat = np.concatenate
         return cls(successors=t(successors, torch.int64), probs=t(probs), R=t(R),
-                   initial=t(initial), horizon=t([m.horizon for m in mdps], torch.int64),
-                   gamma=t([m.gamma for m in mdps]), terminal=t(terminal, torch.bool),
-                   n_states=t([m.n_states for m in mdps], torch.int64),
+                   initial=t(cat([m.initial for m in mdps])),
+                   terminal=t(cat([m.terminal for m in mdps]), torch.bool),
+                   entry_reward=t(entry),
+                   state_mdp=t(np.repeat(np.arange(len(mdps)), sizes), torch.int64),
+                   n_states=t(sizes, torch.int64),
                    n_actions=t([m.n_actions for m in mdps], torch.int64),
-                   entry_reward=t(entry), has_entry=t(has_entry, torch.bool),
-                   reward_noise=t(noise), families=[m.name or "" for m in mdps])
+                   horizon=t([m.horizon for m in mdps], torch.int64),
+                   gamma=t([m.gamma for m in mdps]), has_entry=t(has_entry, torch.bool),
+                   reward_noise=t([float(getattr(m, "info", {}).get("reward_noise", 0.0))
+                                   for m in mdps]),
+                   families=[m.name or "" for m in mdps], source=t(order, torch.int64))
 
     def to_mdp(self, i: int) -> TabularMDP:
         """MDP `i` as a TabularMDP (for exact scoring with rlfm.mdp)."""
-        Sb, Ab = int(self.n_states[i]), int(self.n_actions[i])
-        succ = self.successors[i, :Sb, :Ab].cpu().numpy()
-        p = self.probs[i, :Sb, :Ab].double().cpu().numpy()
+        lo, Sb, Ab = int(self.first_state[i]), int(self.n_states[i]), int(self.n_actions[i])
+        succ = self.successors[lo:lo + Sb, :Ab].cpu().numpy() - lo
+        p = self.probs[lo:lo + Sb, :Ab].double().cpu().numpy()
         rows = np.broadcast_to((np.arange(Sb)[:, None] * Ab + np.arange(Ab))[..., None], p.shape)
         keep = p > 0
         T = transitions_from_coo(rows[keep], succ[keep], p[keep], Sb, Ab)
-        return TabularMDP(T, self.R[i, :Sb, :Ab].double().cpu().numpy(),
-                          self.initial[i, :Sb].double().cpu().numpy(), int(self.horizon[i]),
-                          terminal=self.terminal[i, :Sb].cpu().numpy(),
+        return TabularMDP(T, self.R[lo:lo + Sb, :Ab].double().cpu().numpy(),
+                          self.initial[lo:lo + Sb].double().cpu().numpy(), int(self.horizon[i]),
+                          terminal=self.terminal[lo:lo + Sb].cpu().numpy(),
                           gamma=float(self.gamma[i]), name=self.families[i] or None)
 
     # ---- exact quantities of the true MDPs -------------------------------------------------
     def solve(self, greedy_actions: bool = False) -> Plan:
         """Q*, V* at the first step (and the optimal action of every step, if asked)."""
-        return backward_induction(self.successors, self.probs, self.R, self.horizon,
-                                  gamma=self.gamma, action_mask=self.action_mask,
+        return backward_induction(self.successors, self.probs, self.R, self.state_mdp,
+                                  self.horizon, gamma=self.gamma, action_mask=self.action_mask,
                                   greedy_actions=greedy_actions)
 
+    def expected_return(self, v: torch.Tensor) -> torch.Tensor:
+        """sum_s initial(s) V(s) per MDP (B,), for first-step values v (N,)."""
+        return segment_sum(self.initial * v, self.state_mdp, self.batch_size)
+
     def evaluate(self, policy: torch.Tensor) -> torch.Tensor:
-        """J(pi) (B,): the exact expected return of a stationary (B, S, A) or time-dependent
-        (B, Hmax, S, A) policy from the initial distribution; differentiable in the policy."""
-        plan = backward_induction(self.successors, self.probs, self.R, self.horizon,
-                                  gamma=self.gamma, policy=policy)
-        return (self.initial * plan.v).sum(-1)
+        """J(pi) (B,): the exact expected return of a stationary (N, A) or time-dependent
+        (N, Hmax, A) policy from the initial distribution; differentiable in the policy."""
+        plan = backward_induction(self.successors, self.probs, self.R, self.state_mdp,
+                                  self.horizon, gamma=self.gamma, policy=policy)
+        return self.expected_return(plan.v)
 
     def uniform_policy(self) -> torch.Tensor:
         mask = self.action_mask.to(self.R.dtype)
-        return (mask / mask.sum(-1, keepdim=True))[:, None, :].expand_as(self.R)
+        return mask / mask.sum(-1, keepdim=True)
 
     def cdf(self) -> torch.Tensor:
-        """Cumulative successor probabilities for sampling by inverse CDF (`simulate`): the
-        real slots of a row come first (as `from_mdps` lays them out), the last one is exactly
-        1, and padding is 2, so it is never chosen."""
+        """(N * A, K) cumulative successor probabilities for sampling by inverse CDF: the last
+        real slot of a pair is exactly 1 and padding is 2, so it is never chosen."""
         real = self.probs > 0
         c = self.probs.cumsum(-1).masked_fill(~real, 2.0)
-        return c.scatter(-1, (real.sum(-1, keepdim=True) - 1).clamp_min(0), 1.0)
+        c = c.scatter(-1, (real.sum(-1, keepdim=True) - 1).clamp_min(0), 1.0)
+        return c.view(-1, c.shape[-1])
+
+    def start_keys(self) -> torch.Tensor:
+        """(N,) MDP index + cumulative initial probability within the MDP (the MDP's last state
+        exactly index + 1): one sorted array to draw start states by `searchsorted`."""
+        cum = torch.cumsum(self.initial, 0)
+        before = (cum - self.initial)[self.first_state][self.state_mdp]
+        keys = self.state_mdp.to(cum.dtype) + (cum - before).clamp(0.0, 1.0)
+        last = self.first_state + self.n_states - 1
+        return keys.index_put((last,), torch.arange(1, self.batch_size + 1, dtype=keys.dtype,
+                                                    device=keys.device))
 
 
 def targets(world: MDPBatch, tau_rel: float, plan: Plan | None = None) -> dict:
     """Training targets of the true MDPs, as `rlfm.priors.sampler.targets` defines them:
-    policy softmax(Q*_0 / tau) with tau = tau_rel * span(Q*_0) + 1e-12 (span over every real
-    (s, a), terminal states included), value (V*_0 - min V*_0) / span, the span itself, and the
-    optimal return J(pi*)."""
+    policy softmax(Q*_0 / tau) (N, A) with tau = tau_rel * span(Q*_0) + 1e-12 (span over every
+    real (s, a) of the MDP, terminal states included), value (V*_0 - min V*_0) / span (N,),
+    the span itself (B,), and the optimal return J(pi*) (B,)."""
     plan = plan or world.solve()
-    valid = world.state_mask[:, :, None] & world.action_mask[:, None, :]
-    Q = plan.q
-    big = torch.finfo(Q.dtype).max
-    q_max = Q.masked_fill(~valid, -big).amax((1, 2))
-    q_min = Q.masked_fill(~valid, big).amin((1, 2))
-    scale = q_max - q_min
-    tau = (tau_rel * scale + TAU_FLOOR).view(-1, 1, 1)
-    logits = ((Q - Q.masked_fill(~valid, -big).amax(-1, keepdim=True)) / tau)
-    policy = torch.softmax(logits.masked_fill(~valid, -torch.inf), -1).nan_to_num(0.0)
-    v_min = plan.v.masked_fill(~world.state_mask, big).amin(-1, keepdim=True)
-    denominator = torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1)
-    value = ((plan.v - v_min) / denominator).masked_fill(~world.state_mask, 0.0)
+    B, mask, Q = world.batch_size, world.action_mask, plan.q
+    state_max = Q.masked_fill(~mask, -torch.inf).amax(-1)
+    state_min = Q.masked_fill(~mask, torch.inf).amin(-1)
+    scale = segment_max(state_max, world.state_mdp, B) - segment_min(state_min, world.state_mdp, B)
+    tau = (tau_rel * scale + TAU_FLOOR)[world.state_mdp, None]
+    policy = torch.softmax(((Q - state_max[:, None]) / tau).masked_fill(~mask, -torch.inf), -1)
+    v_min = segment_min(plan.v, world.state_mdp, B)
+    denominator = torch.where(scale > 0, scale, torch.ones_like(scale))
+    value = (plan.v - v_min[world.state_mdp]) / denominator[world.state_mdp]
     return dict(policy=policy, value=value, value_scale=scale,
-                optimal_return=(world.initial * plan.v).sum(-1))
+                optimal_return=world.expected_return(plan.v))
 
 
 # ---- statistics ------------------------------------------------------------------------------
 @dataclass
-class StatsBatch:
-    """The sufficient statistic (as `rlfm.stats.Statistics`) of B MDPs, in slot layout.
+class StatsBatch(_Packed):
+    """The sufficient statistic (as `rlfm.stats.Statistics`) of B MDPs, packed in slots.
 
-    counts (B, S, A, K): N(s, a, successors[s, a, k]); slots (B, S, A, K) bool: the slots that
-    stand for a next state (the others are padding); visits, reward_sum, reward_sq_sum,
-    terminations (B, S, A); terminal_entries (B, S); n_states, n_actions (B,). Counts are held
-    in the floating dtype of the batch (exact below 2**24 in float32).
+    counts (N, A, K): N(s, a, successors[s, a, k]); slots (N, A, K) bool: the slots that stand
+    for a next state (the others are padding); visits, reward_sum, reward_sq_sum, terminations
+    (N, A); terminal_entries (N,); state_mdp (N,); n_states, n_actions (B,). Counts are held in
+    the floating dtype of the batch (exact below 2**24 in float32).
     """
 
     successors: torch.Tensor
@@ -222,6 +283,7 @@ class StatsBatch:
     reward_sq_sum: torch.Tensor
     terminations: torch.Tensor
     terminal_entries: torch.Tensor
+    state_mdp: torch.Tensor
     n_states: torch.Tensor
     n_actions: torch.Tensor
 
@@ -229,65 +291,59 @@ class StatsBatch:
     def empty(cls, world: MDPBatch) -> StatsBatch:
         """No data yet, counting in the successor slots of `world`."""
         z = world.R.new_zeros
-        B, S, A, K = world.shape
-        return cls(successors=world.successors, slots=world.probs > 0, counts=z(B, S, A, K),
-                   visits=z(B, S, A),
-                   reward_sum=z(B, S, A), reward_sq_sum=z(B, S, A), terminations=z(B, S, A),
-                   terminal_entries=z(B, S), n_states=world.n_states, n_actions=world.n_actions)
+        N, A, K = world.successors.shape
+        return cls(successors=world.successors, slots=world.probs > 0, counts=z(N, A, K),
+                   visits=z(N, A), reward_sum=z(N, A), reward_sq_sum=z(N, A),
+                   terminations=z(N, A), terminal_entries=z(N), state_mdp=world.state_mdp,
+                   n_states=world.n_states, n_actions=world.n_actions)
 
     @classmethod
     def from_statistics(cls, stats: Sequence[Statistics], device=None,
                         dtype: torch.dtype = torch.float64) -> StatsBatch:
         """Pack Statistics: the slots of each (s, a) are its observed next states."""
-        B = len(stats)
-        S = max(st.n_states for st in stats)
         A = max(st.n_actions for st in stats)
         triplets = [st.transition_triplets() for st in stats]
         K = max([1, *(int(np.bincount(r).max()) for r, _, _ in triplets if r.size)])
-        successors = np.broadcast_to(np.arange(S)[None, :, None, None], (B, S, A, K)).copy()
-        counts = np.zeros((B, S, A, K))
-        arrays = {k: np.zeros((B, S, A)) for k in ("visits", "reward_sum", "reward_sq_sum",
-                                                   "terminations")}
-        entries = np.zeros((B, S))
+        sizes = np.array([st.n_states for st in stats])
+        first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        N = int(sizes.sum())
+        successors = np.broadcast_to(np.arange(N)[:, None, None], (N, A, K)).copy()
+        counts = np.zeros((N, A, K))
+        arrays = {k: np.zeros((N, A)) for k in ("visits", "reward_sum", "reward_sq_sum",
+                                                "terminations")}
         for b, (st, (rows, cols, c)) in enumerate(zip(stats, triplets, strict=True)):
-            Sb, Ab = st.n_states, st.n_actions
-            starts = np.searchsorted(rows, rows, side="left")   # rows are sorted
-            slot = np.arange(rows.size) - starts
+            lo, Sb, Ab = first[b], st.n_states, st.n_actions
+            slot = np.arange(rows.size) - np.searchsorted(rows, rows, side="left")
             s, a = np.divmod(rows, Ab)
-            successors[b, s, a, slot] = cols
-            counts[b, s, a, slot] = c
+            successors[lo + s, a, slot] = lo + cols
+            counts[lo + s, a, slot] = c
             for k, arr in arrays.items():
-                arr[b, :Sb, :Ab] = getattr(st, k)
-            entries[b, :Sb] = st.terminal_entries
-        t = lambda x, dt=dtype: torch.as_tensor(x, dtype=dt, device=device)  # noqa: E731
+                arr[lo:lo + Sb, :Ab] = getattr(st, k)
+        t = lambda x, dt=dtype: torch.as_tensor(np.asarray(x), dtype=dt, device=device)  # noqa: E731
         counts = t(counts)
         return cls(successors=t(successors, torch.int64), slots=counts > 0, counts=counts,
-                   **{k: t(v) for k, v in arrays.items()}, terminal_entries=t(entries),
-                   n_states=t([st.n_states for st in stats], torch.int64),
+                   **{k: t(v) for k, v in arrays.items()},
+                   terminal_entries=t(np.concatenate([st.terminal_entries for st in stats])),
+                   state_mdp=t(np.repeat(np.arange(len(stats)), sizes), torch.int64),
+                   n_states=t(sizes, torch.int64),
                    n_actions=t([st.n_actions for st in stats], torch.int64))
 
     def to_statistics(self, i: int) -> Statistics:
         """Entry `i` as a Statistics (exactly the same counts and sums)."""
-        Sb, Ab = int(self.n_states[i]), int(self.n_actions[i])
-        c = self.counts[i, :Sb, :Ab].cpu().numpy()
-        succ = self.successors[i, :Sb, :Ab].cpu().numpy()
+        lo, Sb, Ab = int(self.first_state[i]), int(self.n_states[i]), int(self.n_actions[i])
+        part = slice(lo, lo + Sb)
+        c = self.counts[part, :Ab].cpu().numpy()
         s, a, _ = np.nonzero(c)
-        rows = s * Ab + a
-        as_int = lambda x: np.rint(x.cpu().numpy()).astype(np.int64)  # noqa: E731
+        as_int = lambda x: np.rint(x.double().cpu().numpy()).astype(np.int64)  # noqa: E731
+        as_float = lambda x: x.double().cpu().numpy()  # noqa: E731
         return Statistics.from_counts(
-            Sb, Ab, visits=as_int(self.visits[i, :Sb, :Ab]),
-            reward_sum=self.reward_sum[i, :Sb, :Ab].double().cpu().numpy(),
-            reward_sq_sum=self.reward_sq_sum[i, :Sb, :Ab].double().cpu().numpy(),
-            terminations=as_int(self.terminations[i, :Sb, :Ab]),
-            terminal_entries=as_int(self.terminal_entries[i, :Sb]),
-            rows=rows, next_states=succ[c > 0], counts=np.rint(c[c > 0]).astype(np.int64))
-
-    def select(self, index: torch.Tensor) -> StatsBatch:
-        return _select(self, index)
-
-    @property
-    def batch_size(self) -> int:
-        return self.visits.shape[0]
+            Sb, Ab, visits=as_int(self.visits[part, :Ab]),
+            reward_sum=as_float(self.reward_sum[part, :Ab]),
+            reward_sq_sum=as_float(self.reward_sq_sum[part, :Ab]),
+            terminations=as_int(self.terminations[part, :Ab]),
+            terminal_entries=as_int(self.terminal_entries[part]),
+            rows=s * Ab + a, next_states=self.successors[part, :Ab].cpu().numpy()[c > 0] - lo,
+            counts=np.rint(c[c > 0]).astype(np.int64))
 
     @property
     def mean_reward(self) -> torch.Tensor:
@@ -303,34 +359,52 @@ class StatsBatch:
         return self.terminal_entries > 0
 
     def empirical(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The certainty-equivalent model of `Statistics.empirical_mdp` in slot layout:
+        """The certainty-equivalent model of `Statistics.empirical_mdp`, packed:
         (successors, probs, R) with one extra slot per (s, a), a self-loop taken with
         probability 1 by unvisited pairs and by states observed as terminal."""
-        B, S, A, _ = self.counts.shape
-        terminal = self.observed_terminal[:, :, None]
-        p = (self.counts / self.visits.clamp_min(1.0)[..., None]).masked_fill(terminal[..., None],
-                                                                                0.0)
+        N, A, _ = self.counts.shape
+        terminal = self.observed_terminal[:, None]
+        p = (self.counts / self.visits.clamp_min(1.0)[..., None]).masked_fill(
+            terminal[..., None], 0.0)
         loop = ((self.visits == 0) | terminal).to(p.dtype)
-        own = torch.arange(S, device=p.device).view(1, S, 1, 1).expand(B, S, A, 1)
-        successors = torch.cat([self.successors, own], -1)
-        probs = torch.cat([p, loop[..., None]], -1)
-        R = self.mean_reward.masked_fill(terminal, 0.0)
-        return successors, probs, R
+        own = torch.arange(N, device=p.device).view(N, 1, 1).expand(N, A, 1)
+        return (torch.cat([self.successors, own], -1), torch.cat([p, loop[..., None]], -1),
+                self.mean_reward.masked_fill(terminal, 0.0))
+
+    def add(self, other: StatsBatch, states: torch.Tensor) -> None:
+        """Write the data of `other`, a selection of this batch's `states`, back into it."""
+        for name in ("counts", "visits", "reward_sum", "reward_sq_sum", "terminations",
+                     "terminal_entries"):
+            getattr(self, name)[states] = getattr(other, name)
+
+
+def observed_reward_range(stats: StatsBatch, lo: torch.Tensor, hi: torch.Tensor):
+    """(lo, hi) (B,) widened to every observed mean reward R̂(s, a)."""
+    visited = stats.visits > 0
+    r = stats.mean_reward
+    B = stats.batch_size
+    lo = torch.minimum(lo, segment_min(r.masked_fill(~visited, torch.inf).amin(-1),
+                                       stats.state_mdp, B))
+    hi = torch.maximum(hi, segment_max(r.masked_fill(~visited, -torch.inf).amax(-1),
+                                       stats.state_mdp, B))
+    return lo, hi
 
 
 # ---- simulation --------------------------------------------------------------------------------
-# An actor tells the simulator what to do: (B, Hmax, S) or (B, S) actions, or (B, S, A)
-# probabilities to sample from at every step; `epsilon` (B,) mixes in uniform actions.
 @dataclass
 class Actor:
-    table: torch.Tensor | None = None      # None: uniformly random actions
+    """What the simulated agents do: `table` None (uniformly random actions), (N, Hmax) or (N,)
+    actions per state (and step), or (N, A) probabilities to sample from at every step;
+    `epsilon` (B,): the probability of a uniformly random action instead."""
+
+    table: torch.Tensor | None = None
     epsilon: torch.Tensor | None = None
 
 
 @dataclass
 class Observations:
-    """Context options of each MDP: observe the entry reward of the next state instead of
-    R(s, a) (`use_entry`, where the family defines one) and Gaussian noise of std `noise`."""
+    """Context options of each MDP (B,): observe the entry reward of the next state instead of
+    R(s, a) (`use_entry`, where the family defines one), and Gaussian noise of std `noise`."""
 
     use_entry: torch.Tensor
     noise: torch.Tensor
@@ -338,7 +412,7 @@ class Observations:
 
 @dataclass
 class Recorded:
-    """Transitions of a simulation, with the MDP each came from (for tests and datasets)."""
+    """Transitions of a simulation, with the MDP each came from (states are global)."""
 
     mdp: torch.Tensor
     states: torch.Tensor
@@ -348,67 +422,70 @@ class Recorded:
     terminated: torch.Tensor
 
 
-def simulate(world: MDPBatch, stats: StatsBatch, episodes: torch.Tensor, actor: Actor,
-             gen: torch.Generator, observe: Observations | None = None,
-             cdf: torch.Tensor | None = None, record: list | None = None) -> None:
-    """Run `episodes[b]` episodes of every MDP b in parallel, all in lockstep, under `actor`,
-    adding every transition to `stats` (in place). An episode ends on entering a terminal state
-    or after the MDP's horizon. `record`: a list to append the transitions to (Recorded)."""
-    B, S, A, K = world.shape
-    device, dtype = world.R.device, world.R.dtype
-    cdf = world.cdf() if cdf is None else cdf
-    lane_mdp = torch.repeat_interleave(torch.arange(B, device=device), episodes.to(device))
-    if lane_mdp.numel() == 0:
-        return
-    init_cdf = world.initial.cumsum(-1)
-    init_cdf = torch.where(world.state_mask, init_cdf, torch.full_like(init_cdf, 2.0))
-    last = (world.n_states - 1)
-    init_cdf[torch.arange(B, device=device), last] = 1.0
-    u = _uniform(gen, lane_mdp.numel(), init_cdf)
-    state = (u[:, None] >= init_cdf[lane_mdp]).sum(-1)
-    cdf_rows, succ_rows = cdf.reshape(-1, K), world.successors.reshape(-1, K)
-    R_flat = world.R.reshape(-1)
-    counts, visits = stats.counts.view(-1), stats.visits.view(-1)
-    r_sum, r_sq = stats.reward_sum.view(-1), stats.reward_sq_sum.view(-1)
-    terms, entries = stats.terminations.view(-1), stats.terminal_entries.view(-1)
-    noisy = observe is not None and bool((observe.noise > 0).any())
-    entry_any = observe is not None and bool(observe.use_entry.any())
-    table = actor.table
-    for t in range(int(world.horizon.max())):
-        L = lane_mdp.numel()
-        if L == 0:
-            break
-        action = _act(table, actor.epsilon, lane_mdp, state, t, world.n_actions, gen)
-        row = (lane_mdp * S + state) * A + action
-        u = _uniform(gen, L, cdf_rows)
-        slot = (u[:, None] >= cdf_rows[row]).sum(-1)
-        next_state = succ_rows[row].gather(1, slot[:, None]).squeeze(1)
-        reward = R_flat[row]
-        if entry_any:
-            use = observe.use_entry[lane_mdp]
-            reward = torch.where(use, world.entry_reward[lane_mdp, next_state], reward)
-        if noisy:
-            reward = reward + observe.noise[lane_mdp] * torch.randn(
-                L, generator=gen, device=device, dtype=dtype)
-        done = world.terminal[lane_mdp, next_state]
-        ones = torch.ones(L, device=device, dtype=dtype)
-        visits.index_add_(0, row, ones)
-        counts.index_add_(0, row * K + slot, ones)
-        r_sum.index_add_(0, row, reward)
-        r_sq.index_add_(0, row, reward * reward)
-        if bool(done.any()):
-            terms.index_add_(0, row[done], ones[done])
-            entries.index_add_(0, (lane_mdp * S + next_state)[done], ones[done])
-        if record is not None:
-            record.append(Recorded(lane_mdp, state, action, reward, next_state, done))
-        alive = ~done & (t + 1 < world.horizon[lane_mdp])
-        if not bool(alive.all()):
-            keep = alive.nonzero().squeeze(1)
-            lane_mdp, next_state = lane_mdp[keep], next_state[keep]
-        state = next_state
+class Simulator:
+    """Episodes of every MDP of a batch in lockstep, adding each transition to a statistic."""
+
+    def __init__(self, world: MDPBatch, observe: Observations | None = None):
+        self.world = world
+        self.cdf = world.cdf()
+        self.start_keys = world.start_keys()
+        self.observe = observe
+        self.A, self.K = world.successors.shape[1], world.successors.shape[2]
+        self.R = world.R.reshape(-1)
+        self.next_states = world.successors.reshape(-1, self.K)
+
+    def run(self, stats: StatsBatch, episodes: torch.Tensor, actor: Actor,
+            gen: torch.Generator, record: list | None = None) -> None:
+        """`episodes[b]` episodes of every MDP b under `actor`; an episode ends on entering a
+        terminal state or after the MDP's horizon. `record`: a list to append transitions to."""
+        world, A, K, obs = self.world, self.A, self.K, self.observe
+        device, dtype = world.R.device, world.R.dtype
+        lane_mdp = torch.repeat_interleave(torch.arange(world.batch_size, device=device),
+                                           episodes.to(device))
+        if lane_mdp.numel() == 0:
+            return
+        u = torch.rand(lane_mdp.numel(), generator=gen, device=device, dtype=dtype)
+        state = torch.searchsorted(self.start_keys, lane_mdp + u, right=True)
+        counts, visits = stats.counts.view(-1), stats.visits.view(-1)
+        r_sum, r_sq = stats.reward_sum.view(-1), stats.reward_sq_sum.view(-1)
+        noisy = obs is not None and bool((obs.noise > 0).any())
+        entry = obs is not None and bool(obs.use_entry.any())
+        n_actions = world.n_actions
+        for t in range(int(world.horizon[lane_mdp].max())):
+            L = lane_mdp.numel()
+            if L == 0:
+                break
+            action = _act(actor, lane_mdp, state, t, n_actions, gen)
+            row = state * A + action
+            u = torch.rand(L, generator=gen, device=device, dtype=dtype)
+            slot = (u[:, None] >= self.cdf[row]).sum(-1)
+            next_state = self.next_states[row, slot]
+            reward = self.R[row]
+            if entry:
+                reward = torch.where(obs.use_entry[lane_mdp], world.entry_reward[next_state],
+                                     reward)
+            if noisy:
+                reward = reward + obs.noise[lane_mdp] * torch.randn(
+                    L, generator=gen, device=device, dtype=dtype)
+            done = world.terminal[next_state]
+            ones = torch.ones(L, device=device, dtype=dtype)
+            visits.index_add_(0, row, ones)
+            counts.index_add_(0, row * K + slot, ones)
+            r_sum.index_add_(0, row, reward)
+            r_sq.index_add_(0, row, reward * reward)
+            if bool(done.any()):
+                stats.terminations.view(-1).index_add_(0, row[done], ones[done])
+                stats.terminal_entries.index_add_(0, next_state[done], ones[done])
+            if record is not None:
+                record.append(Recorded(lane_mdp, state, action, reward, next_state, done))
+            alive = ~done & (t + 1 < world.horizon[lane_mdp])
+            if not bool(alive.all()):
+                keep = alive.nonzero().squeeze(1)
+                lane_mdp, next_state = lane_mdp[keep], next_state[keep]
+            state = next_state
 
 
-def _act(table, epsilon, lane_mdp, state, t, n_actions, gen) -> torch.Tensor:
+def _act(actor: Actor, lane_mdp, state, t, n_actions, gen) -> torch.Tensor:
     L = lane_mdp.numel()
     n = n_actions[lane_mdp]
 
@@ -416,71 +493,71 @@ def _act(table, epsilon, lane_mdp, state, t, n_actions, gen) -> torch.Tensor:
         u = torch.rand(L, generator=gen, device=lane_mdp.device)
         return torch.minimum((u * n).long(), n - 1)
 
+    table = actor.table
     if table is None:
         return uniform()
-    if table.is_floating_point():                   # (B, S, A) probabilities
-        cum = table[lane_mdp, state].cumsum(-1)
+    if table.is_floating_point():                   # (N, A) probabilities
+        cum = table[state].cumsum(-1)
         u = torch.rand(L, generator=gen, device=lane_mdp.device, dtype=cum.dtype)
         action = torch.minimum((u[:, None] * cum[:, -1:] >= cum).sum(-1), n - 1)
-    elif table.dim() == 3:                          # (B, Hmax, S) actions per step
-        action = table[lane_mdp, t, state]
-    else:                                           # (B, S) stationary actions
-        action = table[lane_mdp, state]
-    if epsilon is not None:
-        explore = torch.rand(L, generator=gen, device=lane_mdp.device) < epsilon[lane_mdp]
+    elif table.dim() == 2:                          # (N, Hmax) actions per step
+        action = table[state, t]
+    else:                                           # (N,) stationary actions
+        action = table[state]
+    if actor.epsilon is not None:
+        explore = torch.rand(L, generator=gen, device=lane_mdp.device) < actor.epsilon[lane_mdp]
         action = torch.where(explore, uniform(), action)
     return action
 
 
+def simulate(world: MDPBatch, stats: StatsBatch, episodes: torch.Tensor, actor: Actor,
+             gen: torch.Generator, observe: Observations | None = None,
+             record: list | None = None) -> None:
+    """`episodes[b]` episodes of every MDP b in lockstep under `actor`, into `stats`."""
+    Simulator(world, observe).run(stats, episodes, actor, gen, record)
+
+
 def run_learners(world: MDPBatch, stats: StatsBatch, episodes: torch.Tensor, actor: Actor,
-                 plan: Callable[[torch.Tensor], torch.Tensor], gen: torch.Generator, *,
-                 adaptive: torch.Tensor, replan_every: torch.Tensor,
+                 plan: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 gen: torch.Generator, *, adaptive: torch.Tensor, replan_every: torch.Tensor,
                  replan_growth: torch.Tensor, observe: Observations | None = None,
                  record: list | None = None) -> None:
     """B behaviours in lockstep rounds, adding their data to `stats`. `actor.table` holds
-    (B, Hmax, S) actions. A row that is not `adaptive` runs all its episodes in the first round
-    under its table; before every round, `plan(rows)` gives new tables (len(rows), H, S) for
-    the adaptive rows still running (from their statistic, `stats.select(rows)`), and each of
-    them runs one episode, or, once it has run `replan_every` episodes, ceil(replan_growth *
-    episodes so far): all B share each round, so the whole batch costs one simulation and one
-    plan per round."""
-    cdf = world.cdf()
+    (N, Hmax) actions. An MDP that is not `adaptive` runs all its episodes in the first round
+    under its table; before every round, `plan(mdps, states)` gives new tables (len(states), H)
+    for the adaptive MDPs still running (from their statistic), and each of them runs one
+    episode, or, once it has run `replan_every` episodes, ceil(replan_growth * episodes so
+    far): the whole batch costs one simulation and one plan per round."""
+    sim = Simulator(world, observe)
     done = torch.zeros_like(episodes)
     table = actor.table
     while True:
         running = done < episodes
         if not bool(running.any()):
             return
-        rows = (running & adaptive).nonzero().squeeze(1)
-        if rows.numel():
-            new = plan(rows)
-            table[rows, :new.shape[1]] = new
+        mdps = (running & adaptive).nonzero().squeeze(1)
+        if mdps.numel():
+            states = world.states_of(mdps)
+            new = plan(mdps, states)
+            table[states, :new.shape[1]] = new
         grown = torch.ceil(replan_growth * done).long().clamp_min(1)
         batch = torch.where(adaptive, torch.where(done < replan_every, torch.ones_like(done),
                                                   grown), episodes)
         batch = torch.minimum(batch, episodes - done)
-        simulate(world, stats, batch, Actor(table, actor.epsilon), gen, observe, cdf, record)
+        sim.run(stats, batch, Actor(table, actor.epsilon), gen, record)
         done = done + batch
 
 
 # ---- learners that make training contexts --------------------------------------------------
-def observed_reward_range(stats: StatsBatch, lo: torch.Tensor, hi: torch.Tensor):
-    """(lo, hi) (B,) widened to every observed mean reward R̂(s, a)."""
-    visited = stats.visits > 0
-    r = stats.mean_reward
-    lo = torch.minimum(lo, r.masked_fill(~visited, torch.inf).amin((1, 2)))
-    hi = torch.maximum(hi, r.masked_fill(~visited, -torch.inf).amax((1, 2)))
-    return lo, hi
-
-
 @dataclass
 class PlanningProblem:
-    """The inputs of one `planning.backward_induction` for B MDPs (bounds lo, hi per MDP),
-    so that the problems of different learners can be solved in one call (`greedy`)."""
+    """The inputs of one `planning.backward_induction` (bounds lo, hi per MDP), for learners
+    whose plans are solved together (`greedy`)."""
 
     successors: torch.Tensor
     probs: torch.Tensor
     R: torch.Tensor
+    state_mdp: torch.Tensor
     horizon: torch.Tensor
     action_mask: torch.Tensor
     bonus: torch.Tensor
@@ -489,19 +566,31 @@ class PlanningProblem:
     terminal: torch.Tensor
     tie_noise: torch.Tensor
 
-    @staticmethod
-    def greedy(problems: list[PlanningProblem]) -> torch.Tensor:
-        """Greedy actions (sum of B, Hmax, S) of all the problems, solved together."""
-        p = problems[0] if len(problems) == 1 else PlanningProblem(
-            **{f.name: torch.cat([getattr(q, f.name) for q in problems]) for f in fields(problems[0])})
-        return backward_induction(p.successors, p.probs, p.R, p.horizon, action_mask=p.action_mask,
-                                  bonus=p.bonus, bounds=(p.lo, p.hi), terminal=p.terminal,
-                                  greedy_actions=True, tie_noise=p.tie_noise).actions
+    def greedy(self) -> torch.Tensor:
+        """Greedy actions (N, Hmax) of every state at every step."""
+        return backward_induction(self.successors, self.probs, self.R, self.state_mdp,
+                                  self.horizon, action_mask=self.action_mask, bonus=self.bonus,
+                                  bounds=(self.lo, self.hi), terminal=self.terminal,
+                                  greedy_actions=True, tie_noise=self.tie_noise).actions
 
-
-def _action_mask(stats: StatsBatch) -> torch.Tensor:
-    A = stats.visits.shape[2]
-    return torch.arange(A, device=stats.visits.device) < stats.n_actions[:, None]
+    def overwrite(self, mdps: torch.Tensor, states: torch.Tensor,
+                  other: PlanningProblem) -> PlanningProblem:
+        """This problem with the MDPs `mdps` (and their `states`) replaced by `other`, a
+        problem of those MDPs alone in the same layout (successor indices renumbered)."""
+        out = {}
+        renumber = states
+        for f in fields(self):
+            x, y = getattr(self, f.name), getattr(other, f.name)
+            if f.name in ("horizon", "lo", "hi"):
+                x = x.index_copy(0, mdps, y)
+            elif f.name == "state_mdp":
+                pass
+            elif f.name == "successors":
+                x = x.index_copy(0, states, renumber[y])
+            else:
+                x = x.index_copy(0, states, y)
+            out[f.name] = x
+        return PlanningProblem(**out)
 
 
 def optimistic_problem(stats: StatsBatch, horizon: torch.Tensor, bonus_scale: torch.Tensor,
@@ -518,13 +607,13 @@ def optimistic_problem(stats: StatsBatch, horizon: torch.Tensor, bonus_scale: to
                        torch.where(r_hi != 0, r_hi.abs(), torch.ones_like(r_hi)))
     successors, probs, R = stats.empirical()
     n = stats.visits
-    c = (bonus_scale * span).view(-1, 1, 1)
+    c = (bonus_scale * span)[stats.state_mdp, None]
     bonus = torch.where(n > 0, c / n.clamp_min(1.0).sqrt(), torch.full_like(n, torch.inf))
     per_step = r_hi + bonus_scale * span
     tie = torch.rand(R.shape, generator=gen, device=R.device, dtype=R.dtype) * 1e-9 * \
-        span.view(-1, 1, 1)
-    return PlanningProblem(successors, probs, R, horizon, _action_mask(stats), bonus,
-                           torch.full_like(per_step, -torch.inf), per_step,
+        span[stats.state_mdp, None]
+    return PlanningProblem(successors, probs, R, stats.state_mdp, horizon, stats.action_mask,
+                           bonus, torch.full_like(per_step, -torch.inf), per_step,
                            stats.observed_terminal, tie)
 
 
@@ -537,30 +626,31 @@ def posterior_problem(stats: StatsBatch, horizon: torch.Tensor, gen: torch.Gener
 
     The Dirichlet is drawn exactly on the slots (the next states the statistic counts); for the
     states outside them, their total mass Gamma(prior_strength * (S - slots) / S) goes to one
-    uniformly random state, where the exact posterior would split it further (with a prior worth
-    one imaginary transition it is nearly always concentrated on one state anyway)."""
-    B, S, A, _ = stats.counts.shape
+    uniformly random state of the MDP, where the exact posterior would split it further (with a
+    prior worth one imaginary transition it is nearly always concentrated on one state)."""
+    N, A, _ = stats.counts.shape
     device, dtype = stats.counts.device, stats.counts.dtype
-    n_states = stats.n_states.view(B, 1, 1)
+    n_states = stats.n_states[stats.state_mdp].view(N, 1)
     alpha = prior_strength / n_states.to(dtype)
     tiny = torch.finfo(dtype).tiny
     g = torch._standard_gamma((stats.counts + alpha[..., None]).clamp_min(tiny),
                               generator=gen) * stats.slots
     outside = (n_states - stats.slots.sum(-1)).clamp_min(0).to(dtype)
     g_out = torch._standard_gamma((alpha * outside).clamp_min(tiny), generator=gen) * (outside > 0)
-    u = torch.rand(B, S, A, generator=gen, device=device, dtype=dtype)
-    anywhere = torch.minimum((u * n_states).long(), n_states - 1)
+    u = torch.rand(N, A, generator=gen, device=device, dtype=dtype)
+    first = stats.first_state[stats.state_mdp].view(N, 1)
+    anywhere = first + torch.minimum((u * n_states).long(), n_states - 1)
     total = g.sum(-1) + g_out
     g_out = torch.where(total > 0, g_out, torch.ones_like(g_out))   # all variates underflowed
     successors = torch.cat([stats.successors, anywhere[..., None]], -1)
     probs = torch.cat([g, g_out[..., None]], -1) / (g.sum(-1) + g_out)[..., None]
-    zero = torch.zeros(B, device=device, dtype=dtype)
+    zero = torch.zeros(stats.batch_size, device=device, dtype=dtype)
     lo, hi = observed_reward_range(stats, zero, zero + 1.0)
-    mu0, sigma = ((lo + hi) / 2).view(B, 1, 1), ((hi - lo) / 2).view(B, 1, 1)
+    mu0, sigma = ((lo + hi) / 2)[stats.state_mdp, None], ((hi - lo) / 2)[stats.state_mdp, None]
     precision = 1.0 + stats.visits
     R = (mu0 + stats.reward_sum) / precision + sigma / precision.sqrt() * torch.randn(
-        B, S, A, generator=gen, device=device, dtype=dtype)
-    inf = torch.full((B,), torch.inf, device=device, dtype=dtype)
-    return PlanningProblem(successors, probs, R, horizon, _action_mask(stats),
+        N, A, generator=gen, device=device, dtype=dtype)
+    inf = torch.full_like(zero, torch.inf)
+    return PlanningProblem(successors, probs, R, stats.state_mdp, horizon, stats.action_mask,
                            torch.zeros_like(R), -inf, inf, stats.observed_terminal,
                            torch.zeros_like(R))

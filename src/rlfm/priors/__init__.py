@@ -3,51 +3,44 @@
     import numpy as np
     from rlfm import priors
 
-    rng = np.random.default_rng(0)
-    mdp = priors.sample_mdp(rng)                  # from the default mixture (default.toml)
-    example = priors.sample_example(rng)          # MDP -> context statistic + targets
-    loader = priors.make_loader(seed=0, batch_size=32, num_workers=2)
-    for batch in loader: ...                      # packed sparse GraphBatches (the model's input)
+    mdp = priors.sample_mdp(np.random.default_rng(0))    # from the default mixture (default.toml)
+    batch = priors.sample_batch(seed=0, index=0, batch_size=256)
+    batch.graph                                          # the model's input, with its targets
+    loader = priors.make_loader(seed=0, batch_size=256, num_workers=1)
+    for graph in loader: ...                             # packed GraphBatches with targets
 
 Modules: `families` (one generator per kind of structure, the shared permutation and reward
-rescaling), `context` (vectorised data simulation and behaviours), `sampler` (mixture, targets,
-TrainingExample), `dataset` (IterableDataset, packing; imports torch, so it is loaded on first
-use), `config` (TOML), `plot`, `cli`.
+rescaling), `sampler` (the mixture), `batch` (contexts, statistics, features and targets made in
+batch by the batched world `rlfm.world`), `dataset` (IterableDataset), `config` (TOML), `plot`,
+`cli`. `batch` and `dataset` import torch, so they are loaded on first use.
 """
 
 from rlfm.priors.config import PriorConfig, PriorConfigError, load_config
-from rlfm.priors.context import Context, Simulator, draw_episodes, sample_context
 from rlfm.priors.families import FAMILIES, permute, transform_rewards
-from rlfm.priors.sampler import TrainingExample, sample_example, sample_family, sample_mdp, targets
+from rlfm.priors.sampler import sample_family, sample_mdp
 
 __all__ = [
     "FAMILIES",
-    "Context",
+    "PriorBatch",
     "PriorConfig",
     "PriorConfigError",
     "PriorDataset",
-    "Simulator",
-    "TrainingExample",
-    "collate",
-    "draw_episodes",
-    "example_rng",
     "load_config",
     "make_loader",
     "permute",
-    "sample_context",
-    "sample_example",
+    "sample_batch",
     "sample_family",
     "sample_mdp",
-    "targets",
     "transform_rewards",
 ]
 
-_DATASET_NAMES = {"PriorDataset", "collate", "example_rng", "make_loader"}
+_LAZY = {"PriorBatch": "batch", "sample_batch": "batch", "PriorDataset": "dataset",
+         "make_loader": "dataset"}
 
 
 def __getattr__(name):
-    if name in _DATASET_NAMES:  # lazily: torch is heavy to import
-        from rlfm.priors import dataset
+    if name in _LAZY:  # lazily: torch is heavy to import
+        from importlib import import_module
 
-        return getattr(dataset, name)
+        return getattr(import_module(f"rlfm.priors.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'rlfm.priors' has no attribute {name!r}")

@@ -12,11 +12,11 @@ Context behaviours (weights `[context.behaviours]` of the prior):
   uniform          uniformly random actions;
   epsilon_greedy   epsilon-greedy around the true optimal policy (Q*_h), epsilon ~ U(epsilon);
   fixed_policy     one random deterministic stationary policy;
-  optimistic       an optimistic certainty-equivalent learner (`world.optimistic_plan`), acting
+  optimistic       an optimistic certainty-equivalent learner (`world.optimistic_problem`), acting
                    epsilon-greedily with probability epsilon_prob, replanning after each of
                    its first `replan_every_episode` episodes and then after growing rounds;
-  agent:psrl       posterior sampling (`world.posterior_sample_plan`), at most
-                   `max_agent_episodes` episodes, replanning on the same kind of schedule.
+  psrl             posterior sampling (`world.posterior_problem`), at most `max_episodes`
+                   episodes, replanning on the same kind of schedule.
 Example b of a batch depends on the seed, the batch index and the batch size only.
 """
 
@@ -27,23 +27,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlfm.features import GraphBatch, encode_batch
+from rlfm.features import GraphBatch, encode
 from rlfm.mdp import TabularMDP
-from rlfm.priors.config import PriorConfig, PriorConfigError, load_config
+from rlfm.priors.config import PriorConfig, load_config
 from rlfm.priors.sampler import sample_mdp
 from rlfm.world import (
     Actor,
     MDPBatch,
     Observations,
-    PlanningProblem,
     StatsBatch,
     optimistic_problem,
     posterior_problem,
     run_learners,
+    segment_max,
+    segment_min,
     targets,
 )
 
-BEHAVIOURS = ("uniform", "epsilon_greedy", "fixed_policy", "optimistic", "agent:psrl")
 STEP_OVERHEAD = 40_000   # the fixed cost of one time step of a bucket, in cells
 
 
@@ -82,29 +82,30 @@ def example_generators(seed: int, index: int, device=None):
 def buckets(mdps: list[TabularMDP]) -> list[list[int]]:
     """Indices of `mdps` grouped into buckets, each planned and simulated as one padded batch.
 
-    A plan solves every MDP of a bucket over its own horizon (`planning.backward_induction`
-    drops MDPs whose episode is over), so a bucket costs sum(H) x (its largest states x actions
-    x successors per pair) cells, plus a fixed `STEP_OVERHEAD` per step of its longest horizon
-    (the cost of launching the operations). MDPs sorted by size join the current bucket while
-    that costs less than opening a new one."""
-    dims = np.array([[m.n_states, m.n_actions, _max_successors(m) + 1] for m in mdps])
+    Buckets are packed (`world.MDPBatch`): only actions and successors per pair are padded,
+    and a plan solves every MDP over its own horizon, so a bucket costs sum(S x H) x (its
+    largest actions x successors per pair) cells, plus a fixed `STEP_OVERHEAD` per step of its
+    longest horizon (the cost of launching the operations). MDPs sorted by size join the
+    current bucket while that costs less than opening a new one."""
+    dims = np.array([[m.n_actions, _max_successors(m) + 1] for m in mdps])
+    weight = np.array([m.n_states for m in mdps])
     H = np.array([m.horizon for m in mdps])
     order = np.argsort(dims.prod(1), kind="stable")
     groups, current = [], []
-    top, h_sum, h_max = np.zeros(3, np.int64), 0, 0
+    top, h_sum, h_max = np.zeros(2, np.int64), 0, 0
 
     def cost(top, h_sum, h_max):
         return h_sum * int(top.prod()) + STEP_OVERHEAD * h_max
 
     for i in order:
         joined = np.maximum(top, dims[i])
-        extra = cost(joined, h_sum + H[i], max(h_max, H[i])) - cost(top, h_sum, h_max)
-        if current and extra > cost(dims[i], H[i], H[i]):
+        extra = cost(joined, h_sum + H[i] * weight[i], max(h_max, H[i])) - cost(top, h_sum, h_max)
+        if current and extra > cost(dims[i], H[i] * weight[i], H[i]):
             groups.append(current)
-            current, top, h_sum, h_max = [], np.zeros(3, np.int64), 0, 0
+            current, top, h_sum, h_max = [], np.zeros(2, np.int64), 0, 0
             joined = dims[i]
         current.append(int(i))
-        top, h_sum, h_max = joined, h_sum + int(H[i]), max(h_max, int(H[i]))
+        top, h_sum, h_max = joined, h_sum + int(H[i] * weight[i]), max(h_max, int(H[i]))
     if current:
         groups.append(current)
     return groups
@@ -136,21 +137,18 @@ def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBa
     B = world.batch_size
     device, dtype = world.R.device, world.R.dtype
     names = list(context["behaviours"])
-    for name in names:
-        if context["behaviours"][name] > 0 and name not in BEHAVIOURS:
-            raise PriorConfigError(f"behaviour {name!r} is not one of {', '.join(BEHAVIOURS)}")
     weights = np.array([context["behaviours"][k] for k in names], float)
     which = rng.choice(len(names), size=B, p=weights / weights.sum())
     S, H = world.n_states.cpu().numpy(), world.horizon.cpu().numpy()
     episodes = draw_episodes(rng, S, H, **context)
-    psrl = np.array([names[w] == "agent:psrl" for w in which])
-    episodes[psrl] = np.minimum(episodes[psrl], int(context["max_agent_episodes"]))
+    psrl = np.array([names[w] == "psrl" for w in which])
+    episodes[psrl] = np.minimum(episodes[psrl], int(context["psrl"]["max_episodes"]))
 
     # what is observed: entry rewards (where the family has them) and reward noise
     use_entry = world.has_entry.cpu().numpy() & (rng.random(B) < context["entry_reward_prob"])
-    live = (world.state_mask & ~world.terminal)[:, :, None] & world.action_mask[:, None, :]
-    live_hi = world.R.masked_fill(~live, -torch.inf).amax((1, 2))
-    live_lo = world.R.masked_fill(~live, torch.inf).amin((1, 2))
+    live = (~world.terminal)[:, None] & world.action_mask
+    live_hi = segment_max(world.R.masked_fill(~live, -torch.inf).amax(-1), world.state_mdp, B)
+    live_lo = segment_min(world.R.masked_fill(~live, torch.inf).amin(-1), world.state_mdp, B)
     live_hi = torch.where(torch.isfinite(live_hi), live_hi, torch.zeros_like(live_hi))
     live_lo = torch.where(torch.isfinite(live_lo), live_lo, torch.zeros_like(live_lo))
     span = (live_hi - live_lo).cpu().numpy()
@@ -161,9 +159,9 @@ def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBa
     observe = Observations(use_entry=torch.as_tensor(use_entry, device=device),
                            noise=torch.as_tensor(noise, device=device, dtype=dtype))
 
-    # one action table and epsilon per MDP; the learners rewrite their rows every round
+    # one action table (N, Hmax) and epsilon per MDP; the learners rewrite theirs every round
     Hmax = int(world.horizon.max())
-    table = torch.zeros(B, Hmax, world.R.shape[1], dtype=torch.int64, device=device)
+    table = torch.zeros(world.n_total_states, Hmax, dtype=torch.int64, device=device)
     epsilon = np.zeros(B)
     kind = np.array([names[w] for w in which])
     epsilon[kind == "uniform"] = 1.0
@@ -171,13 +169,15 @@ def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBa
     if greedy.size:
         if optimal_actions is None:
             optimal_actions = world.solve(greedy_actions=True).actions
-        rows = torch.as_tensor(greedy, device=device)
-        table[rows] = optimal_actions[rows]
+        states = world.states_of(torch.as_tensor(greedy, device=device))
+        table[states] = optimal_actions[states]
         epsilon[greedy] = rng.uniform(*context["epsilon_greedy"]["epsilon"], size=greedy.size)
-    fixed = torch.as_tensor(np.flatnonzero(kind == "fixed_policy"), device=device)
+    fixed = world.states_of(torch.as_tensor(np.flatnonzero(kind == "fixed_policy"),
+                                            device=device))
     if fixed.numel():
-        draw = torch.rand(fixed.numel(), 1, table.shape[2], generator=gen, device=device)
-        table[fixed] = (draw * world.n_actions[fixed, None, None]).long().expand(-1, Hmax, -1)
+        draw = torch.rand(fixed.numel(), 1, generator=gen, device=device)
+        table[fixed] = (draw * world.n_actions[world.state_mdp[fixed], None]).long() \
+            .expand(-1, Hmax)
     opt = context["optimistic"]
     optimistic = np.flatnonzero(kind == "optimistic")
     explores = rng.random(optimistic.size) < opt["epsilon_prob"]
@@ -188,26 +188,22 @@ def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBa
     known_lo = torch.minimum(live_lo, torch.zeros_like(live_lo))
     known_hi = torch.maximum(live_hi, torch.zeros_like(live_hi))
     is_optimistic = torch.as_tensor(kind == "optimistic", device=device)
-    is_psrl = torch.as_tensor(kind == "agent:psrl", device=device)
+    is_psrl = torch.as_tensor(kind == "psrl", device=device)
     every = np.where(kind == "optimistic", opt["replan_every_episode"],
                      context["psrl"]["replan_every_episode"])
     growth = np.where(kind == "optimistic", opt["replan_growth"], context["psrl"]["replan_growth"])
     stats = StatsBatch.empty(world)
 
-    def plan(rows):  # the optimistic and the posterior-sampling rows, solved together
-        opt_rows, psrl_rows = rows[is_optimistic[rows]], rows[is_psrl[rows]]
-        problems = []
-        if opt_rows.numel():
-            problems.append(optimistic_problem(stats.select(opt_rows), world.horizon[opt_rows],
-                                               bonus_scale[opt_rows], known_lo[opt_rows],
-                                               known_hi[opt_rows], gen))
-        if psrl_rows.numel():
-            problems.append(posterior_problem(stats.select(psrl_rows), world.horizon[psrl_rows],
-                                              gen))
-        actions = PlanningProblem.greedy(problems)
-        out = torch.empty_like(actions)
-        out[torch.searchsorted(rows, torch.cat([opt_rows, psrl_rows]))] = actions
-        return out
+    def plan(mdps, states):  # the optimistic and the posterior-sampling MDPs, in one plan
+        sub = stats.select(mdps)
+        problem = optimistic_problem(sub, world.horizon[mdps], bonus_scale[mdps], known_lo[mdps],
+                                     known_hi[mdps], gen)
+        psrl = is_psrl[mdps].nonzero().squeeze(1)
+        if psrl.numel():
+            own = sub.states_of(psrl)
+            problem = problem.overwrite(psrl, own, posterior_problem(
+                sub.select(psrl), world.horizon[mdps][psrl], gen))
+        return problem.greedy()
 
     n_eps = torch.as_tensor(episodes, device=device)
     run_learners(world, stats, n_eps, Actor(table, torch.as_tensor(epsilon, device=device,
@@ -235,41 +231,12 @@ def sample_batch(seed: int, index: int, batch_size: int, config: PriorConfig | s
         stats, behaviours, episodes = sample_contexts(rng, gen, world, config.context,
                                                       plan.actions)
         target = targets(world, tau_rel, plan)
-        graph = encode_batch(stats, world.horizon)
-        valid = world.state_mask[:, :, None] & world.action_mask[:, None, :]
-        graph.policy_target = target["policy"][valid].float()
-        graph.value_target = target["value"][world.state_mask].float()
-        graph.state_terminal = world.terminal[world.state_mask]
+        graph = encode(stats, world.horizon)
+        graph.policy_target = target["policy"][world.action_mask].float()
+        graph.value_target = target["value"].float()
+        graph.state_terminal = world.terminal
         graph.families = tuple(world.families)
         graphs.append(graph)
         chunks.append(Chunk(world, stats, target, behaviours, episodes,
                             torch.as_tensor(group, device=device)))
-    return PriorBatch(chunks=chunks, graph=concatenate(graphs))
-
-
-def concatenate(graphs: list[GraphBatch]) -> GraphBatch:
-    """One packed GraphBatch from several (indices offset, as `features.collate` does)."""
-    if len(graphs) == 1:
-        return graphs[0]
-    n_sa = np.cumsum([0] + [g.sa_x.shape[0] for g in graphs])
-    n_s = np.cumsum([0] + [g.state_x.shape[0] for g in graphs])
-    n_g = np.cumsum([0] + [g.n_graphs for g in graphs])
-    cat = torch.cat
-    out = GraphBatch(
-        sa_x=cat([g.sa_x for g in graphs]),
-        sa_state=cat([g.sa_state + int(n_s[i]) for i, g in enumerate(graphs)]),
-        state_x=cat([g.state_x for g in graphs]),
-        state_graph=cat([g.state_graph + int(n_g[i]) for i, g in enumerate(graphs)]),
-        edge_sa=cat([g.edge_sa + int(n_sa[i]) for i, g in enumerate(graphs)]),
-        edge_next=cat([g.edge_next + int(n_s[i]) for i, g in enumerate(graphs)]),
-        edge_log_p=cat([g.edge_log_p for g in graphs]),
-        edge_x=cat([g.edge_x for g in graphs]),
-        graph_states=cat([g.graph_states for g in graphs]),
-        graph_actions=cat([g.graph_actions for g in graphs]),
-    )
-    if all(g.policy_target is not None for g in graphs):
-        out.policy_target = cat([g.policy_target for g in graphs])
-        out.value_target = cat([g.value_target for g in graphs])
-        out.state_terminal = cat([g.state_terminal for g in graphs])
-        out.families = tuple(f for g in graphs for f in g.families)
-    return out
+    return PriorBatch(chunks=chunks, graph=GraphBatch.concatenate(graphs))

@@ -23,6 +23,8 @@ except ImportError:  # Python 3.10
 from rlfm.errors import RlfmError
 
 WEIGHT_TABLES = (("mixture",), ("context", "behaviours"))
+# The context behaviours the batched world simulates (rlfm.priors.batch).
+BEHAVIOURS = ("uniform", "epsilon_greedy", "fixed_policy", "optimistic", "psrl")
 
 
 class PriorConfigError(RlfmError, ValueError):
@@ -63,12 +65,6 @@ class PriorConfig:
         """The same prior restricted to one family."""
         return self.replace(mixture={family: 1.0})
 
-    def with_behaviours(self, **weights: float) -> PriorConfig:
-        """Add or reweight context behaviours, e.g. `with_behaviours(model=0.3)` together with
-        an Agent factory named "model" passed to the sampler."""
-        behaviours = {**self.context["behaviours"], **weights}
-        return self.replace(context={**self.context, "behaviours": behaviours})
-
     def replace(self, **tables) -> PriorConfig:
         data = self.to_dict()
         data.update(copy.deepcopy(tables))
@@ -95,6 +91,10 @@ class PriorConfig:
                 raise PriorConfigError(f"{where}: [families.{name}] has unknown key(s) "
                                        f"{sorted(bad)}; accepted: {', '.join(sorted(accepted))}")
         _check_weights(self.context["behaviours"], f"{where}: [context.behaviours]")
+        for name in self.context["behaviours"]:
+            if name not in BEHAVIOURS:
+                raise PriorConfigError(f"{where}: unknown behaviour {name!r} in "
+                                       f"[context.behaviours]; known: {', '.join(BEHAVIOURS)}")
         for key in ("scale_log10", "offset"):
             _check_range(self.rewards[key], f"{where}: rewards.{key}")
         for key in ("reward_noise",):

@@ -1,0 +1,166 @@
+"""Pretraining throughput of the batched world: examples per second generated (default prior:
+MDPs, contexts simulated by every behaviour, statistics, features and targets) and through
+whole training steps (data included), in one process.
+
+    python benchmarks/world_throughput.py [--device cpu|cuda] [--seconds 60] [--batch 1024]
+                                          [--threads N] [--json] [--old]
+
+With --json the last line is one JSON object: world_examples_per_s, train_examples_per_s,
+device, threads (and the per-example pipeline's figures with --old, while it exists). Writes
+the section benchmarks/results/20_world_throughput.md (see run_all.py) unless --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from rlfm.model import RLFM
+from rlfm.priors.batch import sample_batch
+from rlfm.train import RunConfig, compute_loss
+
+from common import machine, write_section
+
+CONFIG = "../configs/rlfm-v1.toml"
+
+
+def context_summary(sizes, transitions) -> dict:
+    sizes, transitions = np.array(sizes), np.array(transitions)
+    q = lambda x: [float(np.percentile(x, p)) for p in (10, 50, 90)]  # noqa: E731
+    return {"n": len(transitions), "S": (sizes[:, 0].mean(), *q(sizes[:, 0])),
+            "SA": (sizes[:, 1].mean(), *q(sizes[:, 1])), "H": (sizes[:, 2].mean(), *q(sizes[:, 2])),
+            "transitions": (transitions.mean(), *q(transitions))}
+
+
+def world_rate(seconds: float, batch: int, device) -> tuple[float, dict]:
+    sizes, transitions, n, index = [], [], 0, 0
+    sample_batch(0, 10_000, 64, device=device)   # warm-up
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or n == 0:
+        out = sample_batch(0, index, batch, device=device)
+        for chunk in out.chunks:
+            w = chunk.world
+            visits = torch.zeros(w.batch_size, device=w.R.device).index_add_(
+                0, w.state_mdp, chunk.stats.visits.sum(-1).float())
+            sizes += list(zip(w.n_states.tolist(), (w.n_states * w.n_actions).tolist(),
+                              w.horizon.tolist(), strict=True))
+            transitions += visits.tolist()
+        n += batch
+        index += 1
+    return n / (time.perf_counter() - start), context_summary(sizes, transitions)
+
+
+def train_rate(seconds: float, batch: int, device) -> float:
+    cfg = RunConfig.load(CONFIG)
+    model = RLFM(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    n, index = 0, 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or n == 0:
+        graph = sample_batch(1, index, batch, device=device).graph
+        loss, _, _ = compute_loss(model, graph, cfg.train.value_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n += batch
+        index += 1
+    return n / (time.perf_counter() - start)
+
+
+def old_rates(seconds: float, batch: int) -> tuple[float, float, dict]:
+    """The per-example numpy pipeline (rlfm.priors.sampler.sample_example + collate)."""
+    from rlfm.priors.dataset import collate, example_rng
+    from rlfm.priors.sampler import sample_example
+
+    sizes, transitions, n = [], [], 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or n == 0:
+        examples = [sample_example(example_rng(0, n + i)) for i in range(32)]
+        collate(examples)
+        for e in examples:
+            sizes.append((e.n_states, e.n_states * e.n_actions, e.horizon))
+            transitions.append(e.stats.n_transitions)
+        n += 32
+    world = n / (time.perf_counter() - start)
+    cfg = RunConfig.load(CONFIG)
+    model = RLFM(cfg.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    m = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds / 2 or m == 0:
+        graph = collate([sample_example(example_rng(1, m + i)) for i in range(batch)])
+        loss, _, _ = compute_loss(model, graph, cfg.train.value_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        m += batch
+    return world, m / (time.perf_counter() - start), context_summary(sizes, transitions)
+
+
+def summary_rows(name: str, s: dict) -> list[str]:
+    fmt = lambda v: " / ".join(f"{x:.0f}" if x >= 10 else f"{x:.1f}" for x in v)  # noqa: E731
+    return [f"| {name} | {s['n']} | {fmt(s['S'])} | {fmt(s['SA'])} | {fmt(s['H'])} | "
+            f"{fmt(s['transitions'])} |"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--batch", type=int, default=1024, help="MDPs per world batch")
+    parser.add_argument("--train-batch", type=int, default=256, help="MDPs per training step")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--old", action="store_true",
+                        help="also measure the per-example numpy pipeline, in the same run")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    world, summary = world_rate(args.seconds, args.batch, device)
+    train = train_rate(args.seconds, args.train_batch, device)
+    result = {"world_examples_per_s": world, "train_examples_per_s": train,
+              "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+              "threads": torch.get_num_threads(), "batch": args.batch,
+              "train_batch": args.train_batch}
+    if args.old:
+        old_world, old_train, old_summary = old_rates(args.seconds, 32)
+        result.update(old_world_examples_per_s=old_world, old_train_examples_per_s=old_train)
+    if args.json:
+        print(json.dumps(result))
+        return
+    lines = [
+        "## Pretraining throughput (batched world)",
+        "",
+        f"`python benchmarks/world_throughput.py --seconds {args.seconds:g}"
+        f"{' --old' if args.old else ''}` on {machine()}, device {result['device']}, "
+        f"{result['threads']} torch threads, one process. Generated: MDPs from the default "
+        f"prior, a context simulated in each by its behaviour, the statistic, the model's input "
+        f"(in-context plans included) and the targets, {args.batch} MDPs per world batch. "
+        f"Training: whole steps of the rlfm-v1 network (forward, backward, AdamW) on world "
+        f"batches of {args.train_batch} MDPs, data made in the same process.",
+        "",
+        "| pipeline | examples/s generated | examples/s through training |",
+        "|---|---|---|",
+        f"| batched world (`rlfm.world`, `rlfm.priors.batch`) | {world:.0f} | {train:.0f} |",
+    ]
+    if args.old:
+        lines.append(f"| per-example numpy (before the batched world), training batches of 32 | "
+                     f"{old_world:.0f} | {old_train:.0f} |")
+    lines += ["", "What the contexts look like (mean / 10th / 50th / 90th percentile):", "",
+              "| pipeline | examples | S | S·A | H | transitions per context |",
+              "|---|---|---|---|---|---|", *summary_rows("batched world", summary)]
+    if args.old:
+        lines += summary_rows("per-example numpy", old_summary)
+    text = "\n".join(lines)
+    write_section("20_world_throughput", text)
+    print(text)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
