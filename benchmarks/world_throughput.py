@@ -3,11 +3,12 @@ MDPs, contexts simulated by every behaviour, statistics, features and targets) a
 whole training steps (data included), in one process.
 
     python benchmarks/world_throughput.py [--device cpu|cuda] [--seconds 60] [--batch 1024]
-                                          [--threads N] [--json] [--old]
+                                          [--threads N] [--json]
 
 With --json the last line is one JSON object: world_examples_per_s, train_examples_per_s,
-device, threads (and the per-example pipeline's figures with --old, while it exists). Writes
-the section benchmarks/results/20_world_throughput.md (see run_all.py) unless --json.
+device, threads. Writes the section benchmarks/results/20_world_throughput.md (see
+run_all.py) unless --json. The per-example numpy pipeline that the batched world replaced was
+measured in the same run as the section's first figures, at commit fe9920a (`--old` there).
 """
 
 from __future__ import annotations
@@ -71,36 +72,6 @@ def train_rate(seconds: float, batch: int, device) -> float:
     return n / (time.perf_counter() - start)
 
 
-def old_rates(seconds: float, batch: int) -> tuple[float, float, dict]:
-    """The per-example numpy pipeline (rlfm.priors.sampler.sample_example + collate)."""
-    from rlfm.priors.dataset import collate, example_rng
-    from rlfm.priors.sampler import sample_example
-
-    sizes, transitions, n = [], [], 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or n == 0:
-        examples = [sample_example(example_rng(0, n + i)) for i in range(32)]
-        collate(examples)
-        for e in examples:
-            sizes.append((e.n_states, e.n_states * e.n_actions, e.horizon))
-            transitions.append(e.stats.n_transitions)
-        n += 32
-    world = n / (time.perf_counter() - start)
-    cfg = RunConfig.load(CONFIG)
-    model = RLFM(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
-    m = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds / 2 or m == 0:
-        graph = collate([sample_example(example_rng(1, m + i)) for i in range(batch)])
-        loss, _, _ = compute_loss(model, graph, cfg.train.value_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        m += batch
-    return world, m / (time.perf_counter() - start), context_summary(sizes, transitions)
-
-
 def summary_rows(name: str, s: dict) -> list[str]:
     fmt = lambda v: " / ".join(f"{x:.0f}" if x >= 10 else f"{x:.1f}" for x in v)  # noqa: E731
     return [f"| {name} | {s['n']} | {fmt(s['S'])} | {fmt(s['SA'])} | {fmt(s['H'])} | "
@@ -115,8 +86,6 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=256, help="MDPs per training step")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--old", action="store_true",
-                        help="also measure the per-example numpy pipeline, in the same run")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,17 +96,14 @@ def main() -> None:
               "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
               "threads": torch.get_num_threads(), "batch": args.batch,
               "train_batch": args.train_batch}
-    if args.old:
-        old_world, old_train, old_summary = old_rates(args.seconds, 32)
-        result.update(old_world_examples_per_s=old_world, old_train_examples_per_s=old_train)
     if args.json:
         print(json.dumps(result))
         return
     lines = [
         "## Pretraining throughput (batched world)",
         "",
-        f"`python benchmarks/world_throughput.py --seconds {args.seconds:g}"
-        f"{' --old' if args.old else ''}` on {machine()}, device {result['device']}, "
+        f"`python benchmarks/world_throughput.py --seconds {args.seconds:g}` on {machine()}, "
+        f"device {result['device']}, "
         f"{result['threads']} torch threads, one process. Generated: MDPs from the default "
         f"prior, a context simulated in each by its behaviour, the statistic, the model's input "
         f"(in-context plans included) and the targets, {args.batch} MDPs per world batch. "
@@ -148,14 +114,9 @@ def main() -> None:
         "|---|---|---|",
         f"| batched world (`rlfm.world`, `rlfm.priors.batch`) | {world:.0f} | {train:.0f} |",
     ]
-    if args.old:
-        lines.append(f"| per-example numpy (before the batched world), training batches of 32 | "
-                     f"{old_world:.0f} | {old_train:.0f} |")
     lines += ["", "What the contexts look like (mean / 10th / 50th / 90th percentile):", "",
               "| pipeline | examples | S | S·A | H | transitions per context |",
               "|---|---|---|---|---|---|", *summary_rows("batched world", summary)]
-    if args.old:
-        lines += summary_rows("per-example numpy", old_summary)
     text = "\n".join(lines)
     write_section("20_world_throughput", text)
     print(text)

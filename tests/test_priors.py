@@ -189,7 +189,7 @@ def test_amount_of_data_spans_none_to_plenty():
     rng = np.random.default_rng(0)
     n = draw_episodes(rng, np.full(4000, 20), np.full(4000, 20), **CONFIG.context)
     assert 0.02 < np.mean(n == 0) < 0.1
-    assert n.max() == 1000 and np.mean(n >= 300) > 0.05 and np.mean((n > 0) & (n <= 3)) > 0.1
+    assert 950 <= n.max() <= 1000 and np.mean(n >= 300) > 0.05 and np.mean((n > 0) & (n <= 3)) > 0.1
     batch = sample_batch(0, 1, 150)
     transitions = torch.cat([torch.zeros(c.world.batch_size).index_add_(
         0, c.world.state_mdp, c.stats.visits.sum(-1)) for c in batch.chunks])

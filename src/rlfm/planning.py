@@ -78,7 +78,7 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
     also return the greedy action of every step (ties to the lowest index, after adding
     `tie_noise` (N, A)).
     """
-    N, A, _ = successors.shape
+    N = successors.shape[0]
     device = R.device
     if N == 0:
         return Plan(q=R, v=R.new_zeros(0),
