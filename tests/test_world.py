@@ -284,3 +284,17 @@ def test_features_of_a_batch_equal_features_of_each_statistic(mixed):
                      "edge_log_p", "edge_x", "graph_states", "graph_actions"):
             torch.testing.assert_close(getattr(got, name), getattr(expected, name),
                                        atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_episodes_stay_in_their_own_mdp_in_float32():
+    """Many MDPs in one float32 batch: start states and transitions never cross into another
+    MDP (global indices grow large; sampling must not lose precision)."""
+    mdps = prior_mdps(12, seed=7) * 60
+    world = MDPBatch.from_mdps(mdps, dtype=torch.float32)
+    stats = StatsBatch.empty(world)
+    record = []
+    simulate(world, stats, torch.full((world.batch_size,), 3), Actor(),
+             torch.Generator().manual_seed(0), record=record)
+    for r in record:
+        assert torch.equal(world.state_mdp[r.states], r.mdp)
+        assert torch.equal(world.state_mdp[r.next_states], r.mdp)

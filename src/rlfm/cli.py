@@ -259,13 +259,17 @@ def demo(out: Path = typer.Option(Path("results/demo"), help="directory for the 
 def train(config: Path | None = typer.Option(None, help="run config TOML (see configs/)"),
           out: Path = typer.Option(Path("runs/train"), help="directory for checkpoints and logs"),
           resume: bool = typer.Option(False, help="continue the run in --out from its latest "
-                                                  "checkpoint")) -> None:
-    """Pretrain the network on the synthetic prior (CPU; `torchrun -m rlfm.train` for DDP)."""
+                                                  "checkpoint"),
+          device: str = typer.Option("cpu", help="cpu or cuda (`torchrun -m rlfm.train` for "
+                                                 "several processes, DDP)")) -> None:
+    """Pretrain the network on the synthetic prior."""
     from rlfm.train import RunConfig
     from rlfm.train import train as run_training
 
+    if device not in ("cpu", "cuda"):
+        raise RlfmError(f"--device must be cpu or cuda, got {device!r}")
     console = Console(stderr=True)
-    run_training(RunConfig.load(config), out, resume=resume, log=console.print)
+    run_training(RunConfig.load(config), out, resume=resume, log=console.print, device=device)
 
 
 def main() -> None:

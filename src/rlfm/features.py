@@ -78,6 +78,34 @@ class GraphBatch:
                 else x.to(device)
         return GraphBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
+    def select(self, graphs: torch.Tensor) -> GraphBatch:
+        """The batch of the graphs `graphs` alone (in their order in this batch)."""
+        keep_g = torch.zeros(self.n_graphs, dtype=torch.bool, device=self.sa_x.device)
+        keep_g[graphs] = True
+        keep_s = keep_g[self.state_graph]
+        keep_sa = keep_s[self.sa_state]
+        keep_e = keep_sa[self.edge_sa]
+        new_g, new_s, new_sa = (k.cumsum(0) - 1 for k in (keep_g, keep_s, keep_sa))
+        pick = lambda x, keep: None if x is None else x[keep]  # noqa: E731
+        return GraphBatch(
+            sa_x=self.sa_x[keep_sa], sa_state=new_s[self.sa_state[keep_sa]],
+            state_x=self.state_x[keep_s], state_graph=new_g[self.state_graph[keep_s]],
+            edge_sa=new_sa[self.edge_sa[keep_e]], edge_next=new_s[self.edge_next[keep_e]],
+            edge_log_p=self.edge_log_p[keep_e], edge_x=self.edge_x[keep_e],
+            graph_states=self.graph_states[keep_g], graph_actions=self.graph_actions[keep_g],
+            policy_target=pick(self.policy_target, keep_sa),
+            value_target=pick(self.value_target, keep_s),
+            state_terminal=pick(self.state_terminal, keep_s),
+            families=tuple(f for f, k in zip(self.families, keep_g.tolist(), strict=False) if k))
+
+    def split(self, parts: int) -> list[GraphBatch]:
+        """`parts` batches of every `parts`-th graph (a world batch holds its MDPs grouped by
+        size; striding gives every part the whole range of sizes)."""
+        if parts == 1:
+            return [self]
+        index = torch.arange(self.n_graphs, device=self.sa_x.device)
+        return [self.select(index[j::parts]) for j in range(parts)]
+
     @classmethod
     def concatenate(cls, graphs: list[GraphBatch]) -> GraphBatch:
         """One packed batch from several (every index offset)."""

@@ -45,13 +45,15 @@ except ImportError:  # Python 3.10
 class TrainConfig:
     seed: int = 0
     steps: int = 3000
-    batch_size: int = 32
+    batch_size: int = 32             # MDPs per optimiser step
+    world_batch: int = 512           # MDPs the batched world makes at once (a multiple of it)
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 200
     grad_clip: float = 1.0
     value_weight: float = 0.2
-    workers: int = 1                 # data-generating processes (0: in the training process)
+    workers: int = 1                 # data-generating processes (0: in the training process,
+                                     # on the training device)
     threads: int = 1                 # torch threads of the training process
     log_every: int = 20
     checkpoint_every: int = 200
@@ -202,15 +204,27 @@ def validate(model: RLFM, val) -> dict:
 
 
 # ---- the loop -----------------------------------------------------------------------------------
-def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=print) -> Path:
+def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=print,
+          device: str = "cpu") -> Path:
+    """Train (or resume) the run of `cfg` into `out` on `device` ("cpu" or "cuda"); under
+    torchrun, one process per device (DDP over gloo on CPU, NCCL on CUDA)."""
     out = Path(out)
+    tc = cfg.train
+    if tc.world_batch % tc.batch_size:
+        raise RlfmError(f"train.world_batch ({tc.world_batch}) must be a multiple of "
+                        f"train.batch_size ({tc.batch_size})")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RlfmError("--device cuda: no CUDA device is available")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     if distributed:
-        dist.init_process_group("gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         rank = dist.get_rank()
     main = rank == 0
-    tc = cfg.train
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     model = RLFM(cfg.model)
@@ -225,12 +239,23 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
             log(f"nothing to resume in {out}: starting from scratch")
     elif (out / "latest.json").exists():
         raise RlfmError(f"{out} already holds a training run; pass --resume or another --out")
-    ddp_model = DistributedDataParallel(model) if distributed else model
+    model.to(device)
+    _optimizer_to(opt, device)
+    ddp_model = model
+    if distributed:
+        ddp_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
     from rlfm.priors.dataset import make_loader
 
-    loader = make_loader(seed=tc.seed * 1000 + rank, batch_size=tc.batch_size,
-                         num_workers=tc.workers, config=cfg.prior or None, start=step)
+    # The world makes `world_batch` MDPs at once (cheaper per MDP than small batches), split into
+    # optimiser steps of `batch_size`; on resume, the steps of a world batch already taken are
+    # skipped, so that the stream of steps is the same as without the interruption.
+    parts = tc.world_batch // tc.batch_size
+    loader = make_loader(seed=tc.seed * 1000 + rank, batch_size=tc.world_batch,
+                         num_workers=tc.workers, config=cfg.prior or None, start=step // parts,
+                         device=device if tc.workers == 0 else None)
+    skip = step % parts
     val = validation_set(cfg) if main else None
     reference = cevi_reference(val) if main else {}
     if main:
@@ -241,9 +266,10 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     history = _read_history(out) if main else []
     started, seen = time.perf_counter(), 0
     model.train()
-    for batch in loader:
+    for batch in _steps(loader, parts, skip):
         if step >= tc.steps:
             break
+        batch = batch.to(device)
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, tc)
         loss, p_loss, v_loss = compute_loss(ddp_model, batch, tc.value_weight)
@@ -275,6 +301,21 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     if distributed:
         dist.destroy_process_group()
     return out / "model.safetensors"
+
+
+def _steps(loader, parts: int, skip: int):
+    """The optimiser steps' batches: each world batch split in `parts`, the first `skip` steps
+    of the first one left out (taken before a resume)."""
+    for world in loader:
+        yield from world.split(parts)[skip:]
+        skip = 0
+
+
+def _optimizer_to(opt: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in opt.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)
 
 
 def _checkpoint(model, opt, step, cfg, out: Path, history) -> None:
@@ -330,9 +371,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config")
     parser.add_argument("--out", default="runs/train")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     try:
-        train(RunConfig.load(args.config), args.out, args.resume)
+        train(RunConfig.load(args.config), args.out, args.resume, device=args.device)
     except RlfmError as e:
         print(f"rlfm: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -236,8 +236,9 @@ class MDPBatch(_Packed):
 
     def start_keys(self) -> torch.Tensor:
         """(N,) MDP index + cumulative initial probability within the MDP (the MDP's last state
-        exactly index + 1): one sorted array to draw start states by `searchsorted`."""
-        cum = torch.cumsum(self.initial, 0)
+        exactly index + 1): one sorted array to draw start states by `searchsorted`. In float64
+        whatever the batch's dtype: float32 cannot tell 500.99999 from 501."""
+        cum = torch.cumsum(self.initial.double(), 0)
         before = (cum - self.initial)[self.first_state][self.state_mdp]
         keys = self.state_mdp.to(cum.dtype) + (cum - before).clamp(0.0, 1.0)
         last = self.first_state + self.n_states - 1
@@ -444,8 +445,10 @@ class Simulator:
                                            episodes.to(device))
         if lane_mdp.numel() == 0:
             return
-        u = torch.rand(lane_mdp.numel(), generator=gen, device=device, dtype=dtype)
+        u = torch.rand(lane_mdp.numel(), generator=gen, device=device, dtype=torch.float64)
         state = torch.searchsorted(self.start_keys, lane_mdp + u, right=True)
+        last = world.first_state + world.n_states - 1
+        state = torch.minimum(state, last[lane_mdp])
         counts, visits = stats.counts.view(-1), stats.visits.view(-1)
         r_sum, r_sq = stats.reward_sum.view(-1), stats.reward_sq_sum.view(-1)
         noisy = obs is not None and bool((obs.noise > 0).any())

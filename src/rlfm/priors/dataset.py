@@ -26,13 +26,15 @@ from rlfm.priors.config import PriorConfig, load_config
 class PriorDataset(IterableDataset):
     """An endless (or `length`-batch) stream of training batches of `batch_size` MDPs, split
     across DataLoader workers (use DataLoader(dataset, batch_size=None)). `start`: the index of
-    the first batch (to resume a stream)."""
+    the first batch (to resume a stream); `device`: where the world runs (CPU by default; a GPU
+    only without worker processes)."""
 
     def __init__(self, seed: int = 0, config: PriorConfig | str | None = None,
-                 batch_size: int = 32, length: int | None = None, start: int = 0):
+                 batch_size: int = 32, length: int | None = None, start: int = 0, device=None):
         super().__init__()
         self.seed, self.config = int(seed), load_config(config)
         self.batch_size, self.length, self.start = int(batch_size), length, int(start)
+        self.device = device
 
     def __iter__(self) -> Iterator[GraphBatch]:
         info = get_worker_info()
@@ -46,15 +48,16 @@ class PriorDataset(IterableDataset):
             yield self.batch(b)
 
     def batch(self, index: int) -> GraphBatch:
-        return sample_batch(self.seed, index, self.batch_size, self.config).graph
+        return sample_batch(self.seed, index, self.batch_size, self.config, self.device).graph
 
 
 def make_loader(seed: int = 0, batch_size: int = 32, num_workers: int = 0,
                 config: PriorConfig | str | None = None, n_batches: int | None = None,
-                start: int = 0, **loader_kwargs) -> DataLoader:
+                start: int = 0, device=None, **loader_kwargs) -> DataLoader:
     """A DataLoader of packed GraphBatches with targets, made in the workers, reproducible for a
     seed whatever num_workers."""
-    dataset = PriorDataset(seed, config, batch_size=batch_size, length=n_batches, start=start)
+    dataset = PriorDataset(seed, config, batch_size=batch_size, length=n_batches, start=start,
+                           device=device)
     if num_workers > 0:
         loader_kwargs.setdefault("prefetch_factor", 2)
         loader_kwargs.setdefault("persistent_workers", n_batches is None)
