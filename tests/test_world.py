@@ -11,7 +11,7 @@ from rlfm.mdp import (
     evaluate_policy,
     policy_values,
 )
-from rlfm.priors import sample_mdp
+from rlfm.priors import sample_batch, sample_mdp
 from rlfm.stats import Statistics
 from rlfm.world import (
     Actor,
@@ -298,3 +298,52 @@ def test_episodes_stay_in_their_own_mdp_in_float32():
     for r in record:
         assert torch.equal(world.state_mdp[r.states], r.mdp)
         assert torch.equal(world.state_mdp[r.next_states], r.mdp)
+
+
+def test_kernel_solves_batches_in_any_order_of_horizons():
+    """States given longest horizon last are reordered inside the kernel: same answer."""
+    from rlfm.planning import backward_induction as kernel
+
+    short, long = envs.load_mdp("rlfm/RiverSwim-v0").with_horizon(5), envs.load_mdp("FrozenLake-v1")
+    a, b = MDPBatch.from_mdps([short]), MDPBatch.from_mdps([long])
+    N_a = a.n_total_states
+    K = max(a.successors.shape[2], b.successors.shape[2])
+    A = max(a.R.shape[1], b.R.shape[1])
+
+    def pad(x, value=0):   # to (N, A, K) or (N, A)
+        shape = (x.shape[0], A, K)[:x.dim()]
+        out = torch.full(shape, value, dtype=x.dtype)
+        out[tuple(slice(0, n) for n in x.shape)] = x
+        return out
+
+    successors = torch.cat([pad(a.successors), pad(b.successors) + N_a])
+    probs = torch.cat([pad(a.probs), pad(b.probs)])
+    R = torch.cat([pad(a.R), pad(b.R)])
+    mask = torch.cat([pad(a.action_mask, False), pad(b.action_mask, False)])
+    state_mdp = torch.cat([a.state_mdp, b.state_mdp + 1])
+    plan = kernel(successors, probs, R, state_mdp, torch.tensor([5, long.horizon]),
+                  action_mask=mask, greedy_actions=True)
+    for world, rows in ((a, slice(0, N_a)), (b, slice(N_a, None))):
+        alone = world.solve(greedy_actions=True)
+        n_a = world.R.shape[1]
+        torch.testing.assert_close(plan.q[rows, :n_a], alone.q)
+        torch.testing.assert_close(plan.v[rows], alone.v)
+        H = int(world.horizon[0])
+        assert torch.equal(plan.actions[rows, :H], alone.actions)
+
+
+def test_a_world_batch_splits_into_steps_of_whole_graphs():
+    from rlfm.features import GraphBatch
+
+    graph = sample_batch(0, 0, 12).graph
+    parts = graph.split(3)
+    assert [p.n_graphs for p in parts] == [4, 4, 4]
+    for j, part in enumerate(parts):
+        for i, g in enumerate(range(j, 12, 3)):      # graph i of part j is graph g of the batch
+            whole = graph.select(torch.tensor([g]))
+            alone = part.select(torch.tensor([i]))
+            for name in ("sa_x", "sa_state", "state_x", "edge_sa", "edge_next", "edge_x",
+                         "policy_target", "value_target", "state_terminal", "graph_states"):
+                assert torch.equal(getattr(whole, name), getattr(alone, name)), name
+    back = GraphBatch.concatenate(parts)
+    assert back.n_graphs == 12 and back.sa_x.shape == graph.sa_x.shape
