@@ -11,7 +11,7 @@ from rlfm.mdp import (
     evaluate_policy,
     policy_values,
 )
-from rlfm.priors import sample_batch, sample_mdp
+from rlfm.priors import load_config, sample_batch, sample_mdp
 from rlfm.stats import Statistics
 from rlfm.world import (
     Actor,
@@ -347,3 +347,17 @@ def test_a_world_batch_splits_into_steps_of_whole_graphs():
                 assert torch.equal(getattr(whole, name), getattr(alone, name)), name
     back = GraphBatch.concatenate(parts)
     assert back.n_graphs == 12 and back.sa_x.shape == graph.sa_x.shape
+
+
+def test_optimistic_learner_breaks_ties_at_random_in_float32():
+    """With no data every action sits at the same optimistic cap: the learner must pick one at
+    random (not always the first), whatever the dtype."""
+    bandit = sample_mdp(np.random.default_rng(0), load_config().only("bandit"))
+    world = MDPBatch.from_mdps([bandit] * 400, dtype=torch.float32)
+    stats = StatsBatch.empty(world)
+    B = world.batch_size
+    one = torch.ones(B, dtype=torch.float32)
+    actions = optimistic_problem(stats, world.horizon, 0.3 * one, 0 * one, one,
+                                 torch.Generator().manual_seed(0)).greedy()[:, 0]
+    counts = torch.bincount(actions, minlength=bandit.n_actions)
+    assert (counts > 400 / bandit.n_actions / 2).all(), counts

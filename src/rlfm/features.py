@@ -137,6 +137,8 @@ class GraphBatch:
 
 def encode_statistics(stats: Statistics, horizon: int, device=None) -> GraphBatch:
     """The graph of one statistic, for a task of `horizon` steps (a batch of one)."""
+    if int(horizon) < 1:
+        raise ValueError(f"horizon must be at least 1, got {horizon}")
     return encode(StatsBatch.from_statistics([stats], device), torch.tensor([int(horizon)]))
 
 

@@ -75,8 +75,8 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
     None (all valid); bonus (N, A); bounds (lo, hi), each (B,): per-step reward bounds;
     terminal (N,) bool; policy: None (optimal values), (N, A) stationary or (N, Hmax, A)
     time-dependent action probabilities (zero on padded actions) to evaluate; greedy_actions:
-    also return the greedy action of every step (ties to the lowest index, after adding
-    `tie_noise` (N, A)).
+    also return the greedy action of every step (ties to the lowest index, or, given
+    `tie_noise` (N, A) in [0, 1), to the tied action of largest noise: uniformly at random).
     """
     N = successors.shape[0]
     device = R.device
@@ -84,6 +84,8 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
         return Plan(q=R, v=R.new_zeros(0),
                     actions=successors.new_zeros(0, 0) if greedy_actions else None)
     horizon = horizon.to(device)
+    if bool((horizon < 1).any()):
+        raise ValueError("every horizon must be at least 1")
     h_state = horizon[state_mdp]
     if not bool((h_state[1:] <= h_state[:-1]).all()):
         # Order the states by non-increasing horizon, solve, and put the answer back in order.
@@ -101,7 +103,7 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
     H = int(h_state[0])
     # the states whose MDP still runs at t steps to go: a prefix of length active[t]
     steps = torch.arange(H + 2, device=device)
-    active = (h_state.view(1, N) >= steps.view(-1, 1)).sum(1).tolist()
+    active = torch.searchsorted(-h_state, -steps, right=True).tolist()
     expect = expectation(successors, probs)
     base = R if bonus is None else R + bonus
     mask = None if action_mask is None or bool(action_mask.all()) else action_mask
@@ -131,8 +133,10 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
                 policy[rows[:n], (h_state[:n] - t).clamp_min(0)]
             v_new = (pi * q).sum(-1)
         if actions is not None:
-            scored = q if tie_noise is None else q + cut(tie_noise)
-            scored = scored if mask is None else scored.masked_fill(~cut(mask), -torch.inf)
+            scored = q if mask is None else q.masked_fill(~cut(mask), -torch.inf)
+            if tie_noise is not None:   # among the exact maximisers, the largest noise
+                top = scored.amax(-1, keepdim=True)
+                scored = torch.where(scored == top, cut(tie_noise), -1.0)
             actions[rows[:n], h_state[:n] - t] = scored.argmax(-1)
         v = v_new if n == N else torch.cat([v_new, v[n:]])
         if active[t + 1] < n:

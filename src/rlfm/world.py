@@ -273,7 +273,7 @@ class StatsBatch(_Packed):
     counts (N, A, K): N(s, a, successors[s, a, k]); slots (N, A, K) bool: the slots that stand
     for a next state (the others are padding); visits, reward_sum, reward_sq_sum, terminations
     (N, A); terminal_entries (N,); state_mdp (N,); n_states, n_actions (B,). Counts are held in
-    the floating dtype of the batch (exact below 2**24 in float32).
+    the floating dtype of the batch (exact below 2**24 in float32), reward sums in float64.
     """
 
     successors: torch.Tensor
@@ -293,8 +293,10 @@ class StatsBatch(_Packed):
         """No data yet, counting in the successor slots of `world`."""
         z = world.R.new_zeros
         N, A, K = world.successors.shape
+        # reward sums in float64 whatever the batch's dtype: E[r^2] - E[r]^2 cancels badly
+        wide = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=world.R.device)  # noqa: E731
         return cls(successors=world.successors, slots=world.probs > 0, counts=z(N, A, K),
-                   visits=z(N, A), reward_sum=z(N, A), reward_sq_sum=z(N, A),
+                   visits=z(N, A), reward_sum=wide(N, A), reward_sq_sum=wide(N, A),
                    terminations=z(N, A), terminal_entries=z(N), state_mdp=world.state_mdp,
                    n_states=world.n_states, n_actions=world.n_actions)
 
@@ -348,12 +350,14 @@ class StatsBatch(_Packed):
 
     @property
     def mean_reward(self) -> torch.Tensor:
-        return self.reward_sum / self.visits.clamp_min(1.0)
+        """R̂ (N, A) in the batch's dtype; 0 for an unvisited pair."""
+        return (self.reward_sum / self.visits.clamp_min(1.0)).to(self.counts.dtype)
 
     @property
     def reward_std(self) -> torch.Tensor:
         n = self.visits.clamp_min(1.0)
-        return ((self.reward_sq_sum / n - (self.reward_sum / n) ** 2).clamp_min(0.0)).sqrt()
+        var = self.reward_sq_sum / n - (self.reward_sum / n) ** 2
+        return var.clamp_min(0.0).sqrt().to(self.counts.dtype)
 
     @property
     def observed_terminal(self) -> torch.Tensor:
@@ -371,12 +375,6 @@ class StatsBatch(_Packed):
         own = torch.arange(N, device=p.device).view(N, 1, 1).expand(N, A, 1)
         return (torch.cat([self.successors, own], -1), torch.cat([p, loop[..., None]], -1),
                 self.mean_reward.masked_fill(terminal, 0.0))
-
-    def add(self, other: StatsBatch, states: torch.Tensor) -> None:
-        """Write the data of `other`, a selection of this batch's `states`, back into it."""
-        for name in ("counts", "visits", "reward_sum", "reward_sq_sum", "terminations",
-                     "terminal_entries"):
-            getattr(self, name)[states] = getattr(other, name)
 
 
 def observed_reward_range(stats: StatsBatch, lo: torch.Tensor, hi: torch.Tensor):
@@ -474,8 +472,9 @@ class Simulator:
             ones = torch.ones(L, device=device, dtype=dtype)
             visits.index_add_(0, row, ones)
             counts.index_add_(0, row * K + slot, ones)
-            r_sum.index_add_(0, row, reward)
-            r_sq.index_add_(0, row, reward * reward)
+            wide = reward.double()
+            r_sum.index_add_(0, row, wide)
+            r_sq.index_add_(0, row, wide * wide)
             if bool(done.any()):
                 stats.terminations.view(-1).index_add_(0, row[done], ones[done])
                 stats.terminal_entries.index_add_(0, next_state[done], ones[done])
@@ -580,8 +579,9 @@ class PlanningProblem:
                   other: PlanningProblem) -> PlanningProblem:
         """This problem with the MDPs `mdps` (and their `states`) replaced by `other`, a
         problem of those MDPs alone in the same layout (successor indices renumbered)."""
+        if other.successors.shape[1:] != self.successors.shape[1:]:
+            raise ValueError("overwrite needs problems of one layout (actions, slots)")
         out = {}
-        renumber = states
         for f in fields(self):
             x, y = getattr(self, f.name), getattr(other, f.name)
             if f.name in ("horizon", "lo", "hi"):
@@ -589,7 +589,7 @@ class PlanningProblem:
             elif f.name == "state_mdp":
                 pass
             elif f.name == "successors":
-                x = x.index_copy(0, states, renumber[y])
+                x = x.index_copy(0, states, states[y])
             else:
                 x = x.index_copy(0, states, y)
             out[f.name] = x
@@ -604,7 +604,8 @@ def optimistic_problem(stats: StatsBatch, horizon: torch.Tensor, bonus_scale: to
     (H - h) steps of the best reward plus bonus can give (untried pairs are worth that cap),
     states seen to terminate worth 0. The reward range [r_lo, r_hi] is the `known` one (as
     UCB-VI knows its rewards lie in [0, 1]) widened by the observed mean rewards; span =
-    r_hi - r_lo (or |r_hi|, or 1, where that is 0). Ties are broken at random."""
+    r_hi - r_lo (or |r_hi|, or 1, where that is 0). Ties (untried pairs share the cap) are
+    broken at random."""
     r_lo, r_hi = observed_reward_range(stats, known_lo, known_hi)
     span = torch.where(r_hi > r_lo, r_hi - r_lo,
                        torch.where(r_hi != 0, r_hi.abs(), torch.ones_like(r_hi)))
@@ -613,8 +614,7 @@ def optimistic_problem(stats: StatsBatch, horizon: torch.Tensor, bonus_scale: to
     c = (bonus_scale * span)[stats.state_mdp, None]
     bonus = torch.where(n > 0, c / n.clamp_min(1.0).sqrt(), torch.full_like(n, torch.inf))
     per_step = r_hi + bonus_scale * span
-    tie = torch.rand(R.shape, generator=gen, device=R.device, dtype=R.dtype) * 1e-9 * \
-        span[stats.state_mdp, None]
+    tie = torch.rand(R.shape, generator=gen, device=R.device, dtype=R.dtype)
     return PlanningProblem(successors, probs, R, stats.state_mdp, horizon, stats.action_mask,
                            bonus, torch.full_like(per_step, -torch.inf), per_step,
                            stats.observed_terminal, tie)
@@ -651,7 +651,7 @@ def posterior_problem(stats: StatsBatch, horizon: torch.Tensor, gen: torch.Gener
     lo, hi = observed_reward_range(stats, zero, zero + 1.0)
     mu0, sigma = ((lo + hi) / 2)[stats.state_mdp, None], ((hi - lo) / 2)[stats.state_mdp, None]
     precision = 1.0 + stats.visits
-    R = (mu0 + stats.reward_sum) / precision + sigma / precision.sqrt() * torch.randn(
+    R = (mu0 + stats.reward_sum.to(dtype)) / precision + sigma / precision.sqrt() * torch.randn(
         N, A, generator=gen, device=device, dtype=dtype)
     inf = torch.full_like(zero, torch.inf)
     return PlanningProblem(successors, probs, R, stats.state_mdp, horizon, stats.action_mask,

@@ -238,5 +238,5 @@ def sample_batch(seed: int, index: int, batch_size: int, config: PriorConfig | s
         graph.families = tuple(world.families)
         graphs.append(graph)
         chunks.append(Chunk(world, stats, target, behaviours, episodes,
-                            torch.as_tensor(group, device=device)))
+                            torch.as_tensor(group, device=device)[world.source]))
     return PriorBatch(chunks=chunks, graph=GraphBatch.concatenate(graphs))
