@@ -52,6 +52,14 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a, b, msg=k)
 
 
+def test_resume_refuses_another_data_stream(tmp_path):
+    cfg = RunConfig.load(TINY)
+    train(cfg, tmp_path, log=lambda _: None)
+    cfg.train.world_batch = 12
+    with pytest.raises(RlfmError, match="world_batch"):
+        train(cfg, tmp_path, resume=True, log=lambda _: None)
+
+
 def test_learning_rate_schedule():
     tc = RunConfig().train
     assert learning_rate(0, tc) == pytest.approx(tc.lr / tc.warmup_steps)

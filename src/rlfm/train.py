@@ -233,7 +233,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     latest = out / "latest"
     if resume:
         if (out / "latest.json").exists():
-            step = _restore(model, opt, out)
+            step = _restore(model, opt, out, cfg)
             log(f"resumed from {latest} at step {step}")
         else:
             log(f"nothing to resume in {out}: starting from scratch")
@@ -325,9 +325,19 @@ def _checkpoint(model, opt, step, cfg, out: Path, history) -> None:
                optimizer={"step": step, **meta})
 
 
-def _restore(model, opt, out: Path) -> int:
+STREAM_KEYS = ("seed", "batch_size", "world_batch")  # what fixes the data stream of a run
+
+
+def _restore(model, opt, out: Path, cfg: RunConfig) -> int:
     saved = load_model(out / "latest")  # verifies version and checksum
     config = saved.checkpoint_info
+    before = config.get("training") or {}
+    changed = [k for k in STREAM_KEYS if before.get("train", {}).get(k) != getattr(cfg.train, k)]
+    if before.get("prior", {}) != cfg.prior:
+        changed.append("prior")
+    if changed:
+        raise RlfmError(f"{out}: cannot resume with another data stream (changed: "
+                        f"{', '.join(changed)}); use the run's own config or another --out")
     model.load_state_dict(saved.state_dict())
     meta = config.get("optimizer") or {}
     try:
