@@ -51,8 +51,9 @@ def expectation(successors: torch.Tensor, probs: torch.Tensor):
     an outer axis (a sum over a short last axis is several times slower on CPU) and the first n
     states are a slice, gathered without a copy of the index."""
     N, A, K = successors.shape
-    index = successors.permute(2, 0, 1).reshape(K, N * A)
-    weights = probs.permute(2, 0, 1).reshape(K, N * A)
+    # contiguous copies: the permuted view has stride 1 along K, which makes the sum slow
+    index = successors.permute(2, 0, 1).reshape(K, N * A).contiguous()
+    weights = probs.permute(2, 0, 1).reshape(K, N * A).contiguous()
 
     def expect(v: torch.Tensor, n: int) -> torch.Tensor:
         m = n * A
