@@ -25,7 +25,7 @@ import torch
 
 from rlfm.planning import backward_induction
 from rlfm.stats import Statistics
-from rlfm.world import StatsBatch, segment_max, segment_min
+from rlfm.world import StatsBatch, per_mdp_max, per_mdp_min
 
 SA_FEATURES = 14
 CE_GAP = 12  # index of the CE plan's action gap in units of its span over the MDP
@@ -154,21 +154,21 @@ def encode(stats: StatsBatch, horizon: torch.Tensor) -> GraphBatch:
     visited = n > 0
     r_hat = stats.mean_reward
 
-    def per_mdp_max(x, where):   # max over the (s, a) of each MDP where `where` (-inf if none)
-        return segment_max(x.masked_fill(~where, -torch.inf).amax(-1), mdp, B)
+    def mdp_max(x, where):   # max over the (s, a) of each MDP where `where` (-inf if none)
+        return per_mdp_max(x, where, mdp, B)
 
-    def per_mdp_min(x, where):
-        return segment_min(x.masked_fill(~where, torch.inf).amin(-1), mdp, B)
+    def mdp_min(x, where):
+        return per_mdp_min(x, where, mdp, B)
 
     # reward scale: the largest |R̂| of a visited pair (1 with no data or all zero)
-    scale = per_mdp_max(r_hat.abs(), visited)
+    scale = mdp_max(r_hat.abs(), visited)
     any_visit = torch.isfinite(scale)
     scale = torch.where(any_visit & (scale > 1e-12), scale, torch.ones_like(scale))
     H_plan = horizon.clamp_max(PLANNING_HORIZON_CAP)
     value_scale = H_plan.to(dtype) * scale
     zero = torch.zeros_like(scale)
-    r_hi = torch.where(any_visit, per_mdp_max(r_hat, visited), zero).clamp_min(0) + scale
-    r_lo = torch.where(any_visit, per_mdp_min(r_hat, visited), zero).clamp_max(0)
+    r_hi = torch.where(any_visit, mdp_max(r_hat, visited), zero).clamp_min(0) + scale
+    r_lo = torch.where(any_visit, mdp_min(r_hat, visited), zero).clamp_max(0)
     bonus = torch.where(visited, scale[mdp, None] / n.clamp_min(1.0).sqrt(),
                         torch.full_like(n, torch.inf))
     q_ce, q_opt = in_context_plans(stats, H_plan, bonus, r_lo, r_hi)
@@ -181,7 +181,7 @@ def encode(stats: StatsBatch, horizon: torch.Tensor) -> GraphBatch:
 
     def gap(q):  # (Q - max_a Q) / span of Q over the whole MDP: the policy target's own units
         top = q.masked_fill(~valid, -torch.inf).amax(-1, keepdim=True)
-        span = (per_mdp_max(q, valid) - per_mdp_min(q, valid))[mdp, None]
+        span = (mdp_max(q, valid) - mdp_min(q, valid))[mdp, None]
         return (q - top) / torch.maximum(span, tiny)
 
     state_visits = n.sum(-1, keepdim=True)

@@ -25,6 +25,7 @@ from torch import nn
 
 from rlfm.features import EDGE_FEATURES, SA_FEATURES, STATE_FEATURES, GraphBatch, encode_statistics
 from rlfm.stats import Statistics
+from rlfm.world import segment_max, segment_sum
 
 
 @dataclass
@@ -36,17 +37,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ---- segment operations (scatter over index groups) -------------------------------------------
-def segment_sum(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.zeros((n, *x.shape[1:]), dtype=x.dtype, device=x.device).index_add_(0, index, x)
-
-
-def segment_max(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    out = torch.full((n, *x.shape[1:]), -torch.inf, dtype=x.dtype, device=x.device)
-    expanded = index.view(-1, *([1] * (x.dim() - 1))).expand_as(x)
-    return out.scatter_reduce(0, expanded, x, reduce="amax", include_self=True)
 
 
 def segment_softmax(logits: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:

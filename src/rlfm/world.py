@@ -38,19 +38,33 @@ PER_STATE = ("successors", "probs", "R", "initial", "terminal", "entry_reward", 
              "terminal_entries")
 
 
-def segment_max(x: torch.Tensor, index: torch.Tensor, n: int, empty: float = -torch.inf):
-    """max of x over each group of `index` (n groups; `empty` where a group has none)."""
-    out = torch.full((n,), empty, dtype=x.dtype, device=x.device)
-    return out.scatter_reduce(0, index, x, reduce="amax", include_self=False)
-
-
-def segment_min(x: torch.Tensor, index: torch.Tensor, n: int, empty: float = torch.inf):
-    out = torch.full((n,), empty, dtype=x.dtype, device=x.device)
-    return out.scatter_reduce(0, index, x, reduce="amin", include_self=False)
-
-
 def segment_sum(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.zeros(n, dtype=x.dtype, device=x.device).index_add(0, index, x)
+    """Sum of the rows of x over each group of `index` (n groups)."""
+    return torch.zeros((n, *x.shape[1:]), dtype=x.dtype, device=x.device).index_add_(0, index, x)
+
+
+def segment_max(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """Max of the rows of x over each group of `index` (n groups; -inf for an empty group)."""
+    return _segment_reduce(x, index, n, "amax", -torch.inf)
+
+
+def segment_min(x: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    return _segment_reduce(x, index, n, "amin", torch.inf)
+
+
+def _segment_reduce(x, index, n, reduce, empty):
+    out = torch.full((n, *x.shape[1:]), empty, dtype=x.dtype, device=x.device)
+    expanded = index.view(-1, *([1] * (x.dim() - 1))).expand_as(x)
+    return out.scatter_reduce(0, expanded, x, reduce=reduce, include_self=True)
+
+
+def per_mdp_max(x: torch.Tensor, where: torch.Tensor, state_mdp: torch.Tensor, n: int):
+    """The max of x (N, A) over the (s, a) of each of n MDPs where `where` holds (-inf if none)."""
+    return segment_max(x.masked_fill(~where, -torch.inf).amax(-1), state_mdp, n)
+
+
+def per_mdp_min(x: torch.Tensor, where: torch.Tensor, state_mdp: torch.Tensor, n: int):
+    return segment_min(x.masked_fill(~where, torch.inf).amin(-1), state_mdp, n)
 
 
 def _offsets(n_states: torch.Tensor) -> torch.Tensor:
@@ -379,14 +393,9 @@ class StatsBatch(_Packed):
 
 def observed_reward_range(stats: StatsBatch, lo: torch.Tensor, hi: torch.Tensor):
     """(lo, hi) (B,) widened to every observed mean reward R̂(s, a)."""
-    visited = stats.visits > 0
-    r = stats.mean_reward
-    B = stats.batch_size
-    lo = torch.minimum(lo, segment_min(r.masked_fill(~visited, torch.inf).amin(-1),
-                                       stats.state_mdp, B))
-    hi = torch.maximum(hi, segment_max(r.masked_fill(~visited, -torch.inf).amax(-1),
-                                       stats.state_mdp, B))
-    return lo, hi
+    visited, r, B = stats.visits > 0, stats.mean_reward, stats.batch_size
+    return (torch.minimum(lo, per_mdp_min(r, visited, stats.state_mdp, B)),
+            torch.maximum(hi, per_mdp_max(r, visited, stats.state_mdp, B)))
 
 
 # ---- simulation --------------------------------------------------------------------------------

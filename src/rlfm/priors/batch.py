@@ -37,10 +37,10 @@ from rlfm.world import (
     Observations,
     StatsBatch,
     optimistic_problem,
+    per_mdp_max,
+    per_mdp_min,
     posterior_problem,
     run_learners,
-    segment_max,
-    segment_min,
     targets,
 )
 
@@ -147,8 +147,8 @@ def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBa
     # what is observed: entry rewards (where the family has them) and reward noise
     use_entry = world.has_entry.cpu().numpy() & (rng.random(B) < context["entry_reward_prob"])
     live = (~world.terminal)[:, None] & world.action_mask
-    live_hi = segment_max(world.R.masked_fill(~live, -torch.inf).amax(-1), world.state_mdp, B)
-    live_lo = segment_min(world.R.masked_fill(~live, torch.inf).amin(-1), world.state_mdp, B)
+    live_hi = per_mdp_max(world.R, live, world.state_mdp, B)
+    live_lo = per_mdp_min(world.R, live, world.state_mdp, B)
     live_hi = torch.where(torch.isfinite(live_hi), live_hi, torch.zeros_like(live_hi))
     live_lo = torch.where(torch.isfinite(live_lo), live_lo, torch.zeros_like(live_lo))
     span = (live_hi - live_lo).cpu().numpy()
