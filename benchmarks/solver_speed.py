@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 import rlfm
-from rlfm.envs.grid import grid_mdp
+from rlfm.gridworld import grid_mdp
 from rlfm.mdp import backward_induction, evaluate_policy, uniform_policy
 
 from common import best_time, machine, write_section

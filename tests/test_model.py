@@ -163,7 +163,7 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
 
 
 def test_shipped_checkpoint_gives_a_policy_for_any_size():
-    from rlfm.envs.grid import grid_mdp
+    from rlfm.gridworld import grid_mdp
 
     model = rlfm.load_pretrained()
     assert model.checkpoint_info["steps"] > 0

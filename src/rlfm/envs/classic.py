@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlfm.envs.grid import grid_mdp, parse_layout
+from rlfm.gridworld import grid_mdp, parse_layout
 from rlfm.mdp import TabularMDP
 
 LEFT, RIGHT = 0, 1

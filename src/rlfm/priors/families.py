@@ -22,7 +22,7 @@ from collections import deque
 
 import numpy as np
 
-from rlfm.envs.grid import MOVES, grid_mdp
+from rlfm.gridworld import MOVES, grid_mdp
 from rlfm.mdp import TabularMDP
 
 PER_STATE_INFO = ("entry_reward", "cells", "cell_kind")
@@ -164,7 +164,7 @@ def grid(rng, side=(2, 10), large_side=(11, 14), large_prob=0.1, wall_density=(0
          goal_terminal_prob=0.7, far_goal_prob=0.6, hole_fraction=(0.0, 0.2), holes_prob=0.5,
          cliff_prob=0.12, step_cost_prob=0.3, stay_action_prob=0.2, horizon_factor=(1.0, 8.0),
          horizon=(5, 250)) -> TabularMDP:
-    """Gridworlds (built with rlfm.envs.grid.grid_mdp): actions up/right/down/left.
+    """Gridworlds (built with rlfm.gridworld.grid_mdp): actions up/right/down/left.
 
     side, large_side, large_prob: rows and columns, each uniform in side (in large_side with
       probability large_prob); at least 2 cells. Only cells reachable from the start are kept.
