@@ -361,3 +361,24 @@ def test_optimistic_learner_breaks_ties_at_random_in_float32():
                                  torch.Generator().manual_seed(0)).greedy()[:, 0]
     counts = torch.bincount(actions, minlength=bandit.n_actions)
     assert (counts > 400 / bandit.n_actions / 2).all(), counts
+
+
+def test_actors_of_every_kind_are_followed(mixed):
+    """Per-state probabilities (a network's policy, sampled every step), stationary actions and
+    epsilon: the simulator takes exactly what it is told."""
+    _, world = mixed
+    N, A, _ = world.successors.shape
+    last = world.n_actions[world.state_mdp] - 1                 # the last real action
+    probs = torch.nn.functional.one_hot(last, A).double()
+    stationary = torch.zeros(N, dtype=torch.int64)
+    for actor, expected in ((Actor(probs), last), (Actor(stationary), stationary)):
+        stats = StatsBatch.empty(world)
+        simulate(world, stats, torch.full((world.batch_size,), 2), actor,
+                 torch.Generator().manual_seed(0))
+        visited = stats.visits > 0
+        s, a = visited.nonzero(as_tuple=True)
+        assert s.numel() > 0 and torch.equal(a, expected[s])
+    stats = StatsBatch.empty(world)
+    simulate(world, stats, torch.full((world.batch_size,), 20), Actor(stationary,
+             torch.ones(world.batch_size)), torch.Generator().manual_seed(0))
+    assert (stats.visits[:, 1:].sum() > 0) and (stats.visits[~world.action_mask] == 0).all()
