@@ -17,7 +17,7 @@ $(BIN)/rlfm: pyproject.toml
 install: $(BIN)/rlfm
 
 demo: install
-	$(BIN)/rlfm demo --out results/demo
+	$(BIN)/rlfm demo --out results/demo --overwrite
 
 test: install
 	$(BIN)/ruff check src tests benchmarks

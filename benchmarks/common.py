@@ -8,6 +8,8 @@ import platform
 import time
 from pathlib import Path
 
+from rlfm.io import atomic_write_text
+
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
@@ -19,11 +21,7 @@ def machine() -> str:
 def write_section(name: str, markdown: str) -> Path:
     """Atomically write one section (so an interrupted run never leaves half a file)."""
     RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{name}.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(markdown.rstrip() + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(RESULTS_DIR / f"{name}.md", markdown.rstrip() + "\n")
 
 
 def best_time(fn, repeats: int = 5) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from rlfm import evaluate
@@ -48,20 +49,33 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
         missing, previous = _missing(cell, online_agents, force, seeds, fingerprint, episodes)
         if missing:
             log(f"online  {env_id}: {', '.join(missing)}: {episodes} episodes x {seeds} seeds")
-            results = evaluate.run_online(env_id, missing, episodes, seeds, tune=True,
-                                          workers=workers, fixed=fixed)
+            with _saved_if_interrupted(previous, fingerprint, cell, plot_online):
+                results = evaluate.run_online(env_id, missing, episodes, seeds, tune=True,
+                                              workers=workers, fixed=fixed)
             _save(_merge(previous, results, fingerprint), cell, plot_online)
         for behavior in BEHAVIORS:
             cell = out / slug(env_id) / f"offline-{behavior}"
             missing, previous = _missing(cell, offline_agents, force, seeds, fingerprint)
             if missing:
                 log(f"offline {env_id}: {', '.join(missing)}: {behavior} behaviour x {seeds} seeds")
-                results = evaluate.run_offline(env_id, missing, behavior, dataset_episodes,
-                                               seeds, tune=True, workers=workers, fixed=fixed)
+                with _saved_if_interrupted(previous, fingerprint, cell, plot_offline):
+                    results = evaluate.run_offline(env_id, missing, behavior, dataset_episodes,
+                                                   seeds, tune=True, workers=workers, fixed=fixed)
                 _save(_merge(previous, results, fingerprint), cell, plot_offline)
     summary = summarize(out, list(budgets))  # every cell that has results, not only this run's
     atomic_write_text(out / "SUMMARY.md", summary)
     return summary
+
+
+@contextmanager
+def _saved_if_interrupted(previous: dict | None, fingerprint: str, cell: Path, plot):
+    """On Ctrl-C, keep the seeds a cell finished (marked incomplete: a later run redoes it)."""
+    try:
+        yield
+    except evaluate.Interrupted as stop:
+        if stop.results is not None and stop.results["agents"]:
+            _save(_merge(previous, stop.results, fingerprint), cell, plot)
+        raise
 
 
 def _rlfm_fingerprint(fixed: dict | None) -> str:
@@ -89,6 +103,8 @@ def _missing(cell: Path, names: list[str], force: bool, seeds: int, fingerprint:
     its previous results (None when rerun from scratch: forced, or run with other seeds or
     episodes, which must not be merged)."""
     previous = None if force else _read(cell)
+    if previous is not None and not previous.get("complete", True):
+        previous = None  # an interrupted cell is run again
     if previous is not None:
         for entry in previous["agents"].values():
             if entry["seeds"] != seeds or (episodes and len(entry["curve"]) != episodes):
@@ -109,6 +125,7 @@ def _merge(previous: dict | None, new: dict, fingerprint: str) -> dict:
         return new
     merged = dict(previous)
     merged["agents"] = {**previous["agents"], **new["agents"]}
+    merged["complete"] = previous.get("complete", True) and new["complete"]
     return merged
 
 

@@ -19,7 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rlfm.errors import CheckpointError
-from rlfm.io import atomic_write_text
+from rlfm.fields import build
+from rlfm.io import atomic_write, atomic_write_text
 from rlfm.model import RLFM, ModelConfig
 
 FORMAT_VERSION = 2  # 2: 14 state-action features (the plans' gaps in MDP-span units)
@@ -43,20 +44,21 @@ def sha256(path: Path) -> str:
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> str:
     """Write tensors atomically; returns the file's SHA-256."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates it private; give it normal permissions
-    checksum = sha256(tmp)
-    os.replace(tmp, path)
+    checksum = ""
+
+    def write(tmp: Path) -> None:
+        nonlocal checksum
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+        checksum = sha256(tmp)
+
+    atomic_write(path, write)
     return checksum
 
 
-def load_tensors(path: Path, checksum: str | None) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path, checksum: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
-    if checksum is not None and sha256(path) != checksum:
+    if sha256(path) != checksum:
         raise CheckpointError(f"{path}: checksum mismatch (the file is truncated or altered)")
     try:
         return load_file(str(path))
@@ -98,18 +100,24 @@ def read_config(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{config_path}: checkpoint format version "
                               f"{config['format_version']}, this rlfm reads version "
                               f"{FORMAT_VERSION}")
+    if not _is_sha256(config["weights_sha256"]):
+        raise CheckpointError(f"{config_path}: weights_sha256 must be the SHA-256 of the weights "
+                              f"file (64 hexadecimal digits), got {config['weights_sha256']!r}")
+    build(ModelConfig, config["model"], str(config_path), "model", CheckpointError)
     return config
+
+
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef"
+                                                               for c in value)
 
 
 def load_model(path: str | os.PathLike) -> RLFM:
     """Load a checkpoint written by `save_model` (verifying version and checksum)."""
     weights, config_path = _paths(path)
-    config = read_config(path)
-    try:
-        model = RLFM(ModelConfig(**config["model"]))
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{config_path}: bad model config ({e})") from None
+    config = read_config(path)  # every field checked before anything is allocated
     state = load_tensors(weights, config["weights_sha256"])
+    model = RLFM(build(ModelConfig, config["model"], str(config_path), "model", CheckpointError))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from rlfm.errors import RlfmError
 from rlfm.evaluate import DEFAULT_DATASET_EPISODES
-from rlfm.io import atomic_write_text
+from rlfm.io import OutputDir, atomic_write_text
 from rlfm.priors.cli import prior_app
 
 ENV_HELP = "Gymnasium id (Discrete spaces) or MDP .npz file"
@@ -29,10 +30,13 @@ CHECKPOINT_HELP = "model checkpoint for the rlfm agent (default: the one shipped
 Env = Annotated[str, typer.Argument(help=ENV_HELP)]
 Seeds = Annotated[int, typer.Option(min=1, help="independent runs (seeds) per cell")]
 Workers = Annotated[int, typer.Option(min=1, help="worker processes")]
-Out = Annotated[Path | None, typer.Option(help="directory for results.json, plot, table")]
+Out = Annotated[Path | None, typer.Option(help="directory for results.json, plot, table "
+                                               "(checked before the run starts)")]
+Overwrite = Annotated[bool, typer.Option(help="replace the results already in --out")]
 Checkpoint = Annotated[Path | None, typer.Option(help=CHECKPOINT_HELP)]
 Tune = Annotated[bool, typer.Option(help="also report baselines at their best grid knob")]
 DEMO_ENV, DEMO_EPISODES, DEMO_SEEDS = "FrozenLake8x8-v1", 150, 4
+LARGE_RUN = 2_000_000  # environment steps above which a run says how large it is first
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   pretty_exceptions_enable=False,
@@ -112,33 +116,91 @@ def _progress(total: int, description: str):
     """A rich progress bar over `total` tasks; yields the function that advances it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log file gets no bar (nor the blank line it leaves)
+        yield lambda: None
+        return
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(description, total=total or None)
         yield lambda: bar.advance(task)
 
 
+def _interruptible(command):
+    """Ctrl-C ends a command with one line on stderr and exit status 130 (what was finished is
+    written first, see `_run_protocol`); a second Ctrl-C while writing ends it at once."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            print("rlfm: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+    return run
+
+
+def _output_dir(out: Path | None, overwrite: bool):
+    """--out checked (and locked against other runs) before any work starts."""
+    return nullcontext() if out is None else OutputDir(out, overwrite, results="results.json")
+
+
+def _run_protocol(run, out: Path | None, make_table) -> None:
+    """Run a protocol; print and write its results. On Ctrl-C, the seeds that finished are
+    printed and written (results.json says `"complete": false`), then the command stops."""
+    from rlfm.evaluate import Interrupted
+
+    try:
+        results = run()
+    except Interrupted as stop:
+        results = stop.results
+        if results is not None:
+            _write_outputs(results, out, make_table(results))
+        raise
+    _write_outputs(results, out, make_table(results))
+
+
 def _write_outputs(results: dict, out: Path | None, table) -> None:
-    """Print the table; with --out, also write results.json, the plot and the table."""
+    """With --out, write results.json (first), the plot and the table; print the table."""
     from rlfm.plots import plot_offline, plot_online
 
     console = Console()
-    console.print(table)
     if out is None:
+        console.print(table)
         return
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
-    plot = plot_online if results["protocol"] == "online" else plot_offline
-    plot(results, out / f"{results['protocol']}.png")
+    if results["agents"]:
+        plot = plot_online if results["protocol"] == "online" else plot_offline
+        plot(results, out / f"{results['protocol']}.png")
     recorder = Console(record=True, width=120, file=io.StringIO())
     recorder.print(table)
     atomic_write_text(out / "table.txt", recorder.export_text())
-    console.print(f"wrote {out}/results.json, {results['protocol']}.png, table.txt")
+    console.print(table)
+    what = "results.json, table.txt" if not results["agents"] else \
+        f"results.json, {results['protocol']}.png, table.txt"
+    state = "" if results["complete"] else " (interrupted: only the seeds that finished)"
+    console.print(f"wrote {what} to {out}{state}")
+
+
+def _title(results: dict, text: str) -> str:
+    if not results["complete"]:
+        text += " — interrupted, partial"
+    return text
+
+
+def _announce(env: str, runs: int, episodes: int) -> None:
+    """Say how large a run is before it starts, when it is large."""
+    from rlfm.envs import load_mdp
+
+    steps = runs * episodes * load_mdp(env).horizon
+    if steps > LARGE_RUN:
+        print(f"rlfm: this run makes up to {steps:,} environment steps ({runs} runs of {episodes} "
+              f"episodes); it may take a while", file=sys.stderr)
 
 
 def online_table(results: dict) -> Table:
-    table = Table(title=f"{results['env']} — online, normalised score "
-                        f"(seeds={next(iter(results['agents'].values()))['seeds']})")
+    seeds = sorted({e["seeds"] for e in results["agents"].values()})
+    table = Table(title=_title(results, f"{results['env']} — online, normalised score "
+                                        f"(seeds={'/'.join(map(str, seeds)) or 0})"))
     for col in ("agent", "knobs", "episodes_to_90", "auc", "final", "regret"):
         table.add_column(col, justify="left" if col in ("agent", "knobs") else "right")
     for name, e in results["agents"].items():
@@ -148,9 +210,11 @@ def online_table(results: dict) -> Table:
 
 
 def offline_table(results: dict) -> Table:
-    first = next(iter(results["agents"].values()))
-    table = Table(title=f"{results['env']} — offline ({first['behavior']}), normalised score "
-                        f"mean ± std over {first['seeds']} seed(s)")
+    first = next(iter(results["agents"].values()), {"behavior": "", "seeds": 0,
+                                                     "dataset_episodes": []})
+    table = Table(title=_title(results, f"{results['env']} — offline ({first['behavior']}), "
+                                        f"normalised score mean ± std over {first['seeds']} "
+                                        f"seed(s)"))
     table.add_column("agent")
     table.add_column("knobs")
     for d in first["dataset_episodes"]:
@@ -166,56 +230,76 @@ def _knobs(knobs: dict) -> str:
 
 
 @app.command()
+@_interruptible
 def online(env: Env,
            agents: str = typer.Option(DEFAULT_ONLINE, help="comma-separated agent names"),
            episodes: int = typer.Option(100, min=1, help="episodes per run (E)"),
            seeds: Seeds = 10, tune: Tune = False, workers: Workers = DEFAULT_WORKERS,
-           out: Out = None, checkpoint: Checkpoint = None) -> None:
+           out: Out = None, overwrite: Overwrite = False,
+           checkpoint: Checkpoint = None) -> None:
     """Online protocol (SPEC §3): learning curves scored exactly after every episode."""
     from rlfm import evaluate
 
     names = _agent_names(agents)
-    with _progress(_n_tasks(names, seeds, tune), f"online {env}") as advance:
-        results = evaluate.run_online(env, names, episodes, seeds, tune=tune, workers=workers,
-                                      progress=advance, fixed=_fixed(checkpoint))
-    _write_outputs(results, out, online_table(results))
+    fixed = _fixed(checkpoint)
+    with _output_dir(out, overwrite):
+        tasks = _n_tasks(names, seeds, tune)
+        _announce(env, tasks, episodes)
+        with _progress(tasks, f"online {env}") as advance:
+            _run_protocol(lambda: evaluate.run_online(
+                env, names, episodes, seeds, tune=tune, workers=workers, progress=advance,
+                fixed=fixed), out, online_table)
 
 
 @app.command()
+@_interruptible
 def offline(env: Env,
             agents: str = typer.Option(DEFAULT_OFFLINE, help="comma-separated agent names"),
-            behavior: str = typer.Option("uniform", help="uniform | medium | expert"),
-            dataset_episodes: str = typer.Option(DATASET_EPISODES,
-                                                 help="comma-separated dataset sizes D"),
-            dataset: str | None = typer.Option(None, help="your own .npz or Minari dataset"),
+            behavior: str | None = typer.Option(None, help="uniform (default) | medium | expert"),
+            dataset_episodes: str | None = typer.Option(
+                None, help=f"comma-separated dataset sizes D (default {DATASET_EPISODES})"),
+            dataset: str | None = typer.Option(None, help="your own .npz or Minari dataset "
+                                                          "(instead of --behavior and "
+                                                          "--dataset-episodes)"),
             seeds: Seeds = 10, tune: Tune = False, workers: Workers = DEFAULT_WORKERS,
-            out: Out = None, checkpoint: Checkpoint = None) -> None:
+            out: Out = None, overwrite: Overwrite = False,
+            checkpoint: Checkpoint = None) -> None:
     """Offline protocol (SPEC §3): each agent learns from a fixed dataset; scored exactly."""
     from rlfm import evaluate
 
     names = _agent_names(agents)
+    fixed = _fixed(checkpoint)
     if dataset is not None:
+        given = [flag for flag, value in (("--behavior", behavior),
+                                          ("--dataset-episodes", dataset_episodes)) if value]
+        if given:
+            raise RlfmError(f"{' and '.join(given)} describe(s) generated datasets; with "
+                            f"--dataset the data are your own: leave {' and '.join(given)} out")
         from rlfm.datasets import load_dataset
         from rlfm.envs import load_mdp
 
-        mdp = load_mdp(env)
-        stats, n_episodes = load_dataset(dataset, mdp.n_states, mdp.n_actions)
-        results = evaluate.run_offline_dataset(env, names, stats, n_episodes, _fixed(checkpoint))
-    else:
-        try:
-            sizes = [int(d) for d in _split(dataset_episodes)]
-        except ValueError:
-            raise RlfmError(f"--dataset-episodes must be integers, got {dataset_episodes!r}") \
-                from None
-        with _progress(len(sizes) * _n_tasks([], seeds, tune, names), f"offline {env}") \
-                as advance:
-            results = evaluate.run_offline(env, names, behavior, sizes, seeds, tune=tune,
-                                           workers=workers, progress=advance,
-                                           fixed=_fixed(checkpoint))
-    _write_outputs(results, out, offline_table(results))
+        with _output_dir(out, overwrite):
+            mdp = load_mdp(env)
+            stats, n_episodes = load_dataset(dataset, mdp.n_states, mdp.n_actions)
+            _run_protocol(lambda: evaluate.run_offline_dataset(env, names, stats, n_episodes,
+                                                               fixed), out, offline_table)
+        return
+    try:
+        sizes = [int(d) for d in _split(dataset_episodes or DATASET_EPISODES)]
+    except ValueError:
+        raise RlfmError(f"--dataset-episodes must be integers, got {dataset_episodes!r}") \
+            from None
+    with _output_dir(out, overwrite):
+        tasks = len(sizes) * _n_tasks([], seeds, tune, names)
+        _announce(env, tasks, max(sizes, default=0))
+        with _progress(tasks, f"offline {env}") as advance:
+            _run_protocol(lambda: evaluate.run_offline(
+                env, names, behavior or "uniform", sizes, seeds, tune=tune, workers=workers,
+                progress=advance, fixed=fixed), out, offline_table)
 
 
 @app.command()
+@_interruptible
 def bench(suite: str = typer.Option("public", help="benchmark suite"),
           out: Path = typer.Option(Path("benchmarks/suite"), help="directory for all results"),
           seeds: Seeds = 10,
@@ -231,10 +315,13 @@ def bench(suite: str = typer.Option("public", help="benchmark suite"),
     from rlfm.bench import assemble_results, run_suite
 
     console = Console(stderr=True)
-    summary = run_suite(suite, out, online_agents=_agent_names(online_agents),
-                        offline_agents=_agent_names(offline_agents), seeds=seeds,
-                        episodes_scale=episodes_scale, workers=workers, force=force, envs=env,
-                        fixed=_fixed(checkpoint), log=lambda msg: console.print(f"[bold]bench[/] {msg}"))
+    online_names, offline_names = _agent_names(online_agents), _agent_names(offline_agents)
+    fixed = _fixed(checkpoint)
+    with OutputDir(out, overwrite=True):  # resumable: results already there are kept
+        summary = run_suite(suite, out, online_agents=online_names, offline_agents=offline_names,
+                            seeds=seeds, episodes_scale=episodes_scale, workers=workers,
+                            force=force, envs=env, fixed=fixed,
+                            log=lambda msg: console.print(f"[bold]bench[/] {msg}"))
     command = " ".join(["rlfm", *sys.argv[1:]])
     section = (f"## Suite `{suite}`: baselines, online and offline\n\n`{command}`; results, "
                f"plots and this summary under `{out}/`.\n\n{summary}")
@@ -246,16 +333,18 @@ def bench(suite: str = typer.Option("public", help="benchmark suite"),
 
 
 @app.command()
+@_interruptible
 def demo(out: Path = typer.Option(Path("results/demo"), help="directory for the results"),
          episodes: int = typer.Option(DEMO_EPISODES, min=1, help="episodes per run"),
          seeds: Seeds = DEMO_SEEDS, workers: Workers = DEFAULT_WORKERS,
-         checkpoint: Checkpoint = None) -> None:
+         overwrite: Overwrite = False, checkpoint: Checkpoint = None) -> None:
     """The quick showcase: the online protocol on FrozenLake 8x8 (a table and a plot)."""
     online(env=DEMO_ENV, agents=DEFAULT_ONLINE, episodes=episodes, seeds=seeds, tune=False,
-           workers=workers, out=out, checkpoint=checkpoint)
+           workers=workers, out=out, overwrite=overwrite, checkpoint=checkpoint)
 
 
 @app.command()
+@_interruptible
 def train(config: Path | None = typer.Option(None, help="run config TOML (see configs/)"),
           out: Path = typer.Option(Path("runs/train"), help="directory for checkpoints and logs"),
           resume: bool = typer.Option(False, help="continue the run in --out from its latest "

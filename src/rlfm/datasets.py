@@ -13,6 +13,7 @@ from rlfm.io import read_npz
 from rlfm.stats import Statistics
 
 NPZ_KEYS = ("observations", "actions", "rewards", "next_observations", "terminations")
+OPTIONAL_KEYS = ("episodes",)
 
 
 def load_dataset(source: str, n_states: int, n_actions: int) -> tuple[Statistics, int | None]:
@@ -26,15 +27,22 @@ def load_dataset(source: str, n_states: int, n_actions: int) -> tuple[Statistics
 
 def _load_npz(path: Path, n_states: int, n_actions: int):
     data = read_npz(path, InvalidDataError)
-    missing = [k for k in (*NPZ_KEYS, "n_states", "n_actions") if k not in data]
+    required = (*NPZ_KEYS, "n_states", "n_actions")
+    missing = [k for k in required if k not in data]
     if missing:
         raise InvalidDataError(f"{path}: missing key(s) {', '.join(repr(k) for k in missing)}")
+    unknown = sorted(set(data) - {*required, *OPTIONAL_KEYS})
+    if unknown:
+        raise InvalidDataError(f"{path}: unknown key(s) {', '.join(repr(k) for k in unknown)} "
+                               f"(a dataset holds {', '.join(required + OPTIONAL_KEYS)})")
     _check_sizes(path, _count(data, "n_states", path), _count(data, "n_actions", path), n_states,
                  n_actions)
     try:
         stats = Statistics.from_transitions(n_states, n_actions, *(data[k] for k in NPZ_KEYS))
     except InvalidDataError as e:
         raise InvalidDataError(f"{path}: {e}") from None
+    if stats.n_transitions == 0:
+        raise InvalidDataError(f"{path}: the dataset holds no transitions")
     n_episodes = _count(data, "episodes", path) if "episodes" in data else None
     return stats, n_episodes
 
@@ -66,6 +74,8 @@ def _load_minari(source: str, n_states: int, n_actions: int):
         except InvalidDataError as e:
             raise InvalidDataError(f"{source}, episode {episode.id}: {e}") from None
         n_episodes += 1
+    if stats.n_transitions == 0:
+        raise InvalidDataError(f"{source}: the dataset holds no transitions")
     return stats, n_episodes
 
 

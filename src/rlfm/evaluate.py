@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import signal
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -21,6 +22,7 @@ from rlfm.agents.base import Agent
 from rlfm.envs import load_mdp
 from rlfm.envs import make as make_env
 from rlfm.errors import RlfmError
+from rlfm.limits import ensure_memory
 from rlfm.mdp import ScoreReference, TabularMDP, backward_induction, evaluate_policy
 from rlfm.stats import Statistics
 
@@ -31,16 +33,19 @@ def env_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, 0x5EED]).generate_state(1)[0])
 
 
-def run_episode(env: gym.Env, agent: Agent, horizon: int, seed: int | None = None) -> float:
-    """One episode of `agent` in `env` (at most `horizon` steps); returns the reward collected.
-    `seed` (a run's seed) reseeds the environment: pass it for the first episode of a run only."""
+def run_episode(env: gym.Env, agent: Agent, horizon: int, seed: int | None = None,
+                gamma: float = 1.0) -> float:
+    """One episode of `agent` in `env` (at most `horizon` steps); returns the reward collected,
+    discounted by `gamma` per step as J is (SPEC §3). `seed` (a run's seed) reseeds the
+    environment: pass it for the first episode of a run only."""
     state, _ = env.reset(seed=None if seed is None else env_seed(seed))
-    total = 0.0
+    total, discount = 0.0, 1.0
     for step in range(horizon):
         action = agent.act(int(state), step)
         next_state, reward, terminated, truncated, _ = env.step(action)
         agent.observe(int(state), int(action), float(reward), int(next_state), bool(terminated))
-        total += float(reward)
+        total += discount * float(reward)
+        discount *= gamma
         state = next_state
         if terminated or truncated:
             break
@@ -62,7 +67,8 @@ def online_run(env: gym.Env, mdp: TabularMDP, agent: Agent, episodes: int, seed:
     reference = reference or ScoreReference.of(mdp)
     scores, returns = np.empty(episodes), np.empty(episodes)
     for k in range(episodes):
-        returns[k] = run_episode(env, agent, mdp.horizon, seed=seed if k == 0 else None)
+        returns[k] = run_episode(env, agent, mdp.horizon, seed=seed if k == 0 else None,
+                                 gamma=mdp.gamma)
         scores[k] = reference.normalise(evaluate_policy(mdp, agent.policy()))
     return OnlineRun(scores=scores, returns=returns)
 
@@ -162,33 +168,82 @@ def _fit(spec: AgentSpec, mdp: TabularMDP, stats: Statistics, seed: int):
     return agent.fit(stats)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run. `results` holds what was finished: the protocol's results dict with
+    `"complete": false` and only the seeds that finished (from `run_online`/`run_offline`)."""
+
+    def __init__(self, results=None):
+        super().__init__()
+        self.results = results
+
+
 def _map(fn: Callable, tasks: list, workers: int, progress: Callable[[], None] | None = None):
-    """Run tasks in worker processes (in order of the results); `progress` is called per task."""
-    if workers <= 1:
-        results = []
-        for task in tasks:
-            results.append(fn(task))
-            if progress:
-                progress()
+    """Run tasks in worker processes; results in the order of the tasks; `progress` is called
+    per finished task. Ctrl-C stops the workers at once (queued tasks never start) and raises
+    Interrupted whose `results` list holds the finished tasks' results and None elsewhere."""
+    results = [None] * len(tasks)
+    if workers <= 1 or len(tasks) <= 1:
+        try:
+            for i, task in enumerate(tasks):
+                results[i] = fn(task)
+                if progress:
+                    progress()
+        except KeyboardInterrupt:
+            raise Interrupted(results) from None
         return results
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                             initializer=_one_thread) as pool:
-        futures = [pool.submit(fn, task) for task in tasks]
-        for future in futures:
-            future.add_done_callback(lambda _: progress and progress())
-        return [f.result() for f in futures]
+    pool = ctx.Pool(min(workers, len(tasks)), initializer=_worker_init)
+    pending = []
+    try:
+        pending = [pool.apply_async(fn, (task,), callback=lambda _: progress and progress())
+                   for task in tasks]
+        for i, result in enumerate(pending):
+            results[i] = result.get()
+    except KeyboardInterrupt:
+        for i, result in enumerate(pending):
+            if result.ready() and result.successful():
+                results[i] = result.get()
+        _stop(pool)
+        raise Interrupted(results) from None
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.close()
+    pool.join()
+    return results
 
 
-def _one_thread() -> None:
-    """Worker processes already share the cores: one torch thread each (no oversubscription)."""
+def _stop(pool) -> None:
+    """Terminate the workers (a second Ctrl-C is held back meanwhile, so none is left behind)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        pool.terminate()
+        pool.join()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the main process (which stops them), and use one torch thread
+    each: they already share the cores."""
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 
-def summarize_online(runs: list[OnlineRun], optimal_return: float) -> dict:
-    """SPEC §3 figures from the runs of one agent over seeds."""
+def _check_memory(mdp: TabularMDP, workers: int, n_tasks: int) -> None:
+    """Every process holds its own copy of the MDP (the main one, and each worker's)."""
+    copies = 1 + (min(workers, n_tasks) if workers > 1 else 0)
+    ensure_memory(copies * mdp.nbytes, f"{copies} copies of the MDP (one per process; "
+                                       f"use fewer --workers)")
+
+
+def summarize_online(runs: list[OnlineRun], optimal_return: float,
+                     seed_ids: list[int] | None = None) -> dict:
+    """SPEC §3 figures from the runs of one agent over seeds, and each seed's curve."""
     scores = np.stack([r.scores for r in runs])
     curve = scores.mean(axis=0)
     below = np.flatnonzero(curve < THRESHOLD)
@@ -201,7 +256,9 @@ def summarize_online(runs: list[OnlineRun], optimal_return: float) -> dict:
     regret = np.mean([np.sum(optimal_return - r.returns) for r in runs])
     return {"episodes_to_90": to_90, "auc": float(curve.mean()), "final": float(curve[-1]),
             "regret": float(regret), "curve": curve.tolist(),
-            "curve_std": scores.std(axis=0).tolist(), "seeds": len(runs)}
+            "curve_std": scores.std(axis=0).tolist(), "seeds": len(runs),
+            "seed_ids": list(seed_ids) if seed_ids is not None else list(range(len(runs))),
+            "curves": scores.tolist()}
 
 
 def tuning_candidates(name: str) -> list[tuple]:
@@ -229,21 +286,38 @@ def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
                fixed: dict | None = None) -> dict:
     """Online protocol: every named agent at its defaults (plus `fixed[name]` knobs); with
     `tune`, also every tunable baseline at the grid value with the best AUC on TUNING_SEEDS
-    seeds (reported on all seeds)."""
+    seeds (reported on all seeds). Ctrl-C raises Interrupted with the seeds finished so far."""
     names = list(names)
     specs = default_specs(names, fixed)
     mdp = load_mdp(env_id)
+    _check_memory(mdp, workers, seeds * len(specs))
     reference = ScoreReference.of(mdp)
-    if tune:
-        specs += _tuned_specs(names, lambda candidates: _best_online(
-            env_id, reference, candidates, episodes, workers, progress))
-    tasks = [(env_id, reference, spec, episodes, seed) for spec in specs for seed in range(seeds)]
-    runs = _map(_online_task, tasks, workers, progress)
-    results = {}
-    for i, spec in enumerate(specs):
-        entry = summarize_online(runs[i * seeds:(i + 1) * seeds], reference.optimal_return)
-        results[spec.title] = {"knobs": dict(spec.knobs), **entry}
-    return _envelope(env_id, "online", mdp, reference, results)
+    tasks: list = []
+    try:
+        if tune:
+            specs += _tuned_specs(names, lambda candidates: _best_online(
+                env_id, reference, candidates, episodes, workers, progress))
+        # seed by seed, so that an interrupted run holds about as many seeds of every agent
+        tasks = [(env_id, reference, spec, episodes, seed) for seed in range(seeds)
+                 for spec in specs]
+        runs, complete = _map(_online_task, tasks, workers, progress), True
+    except Interrupted as stop:
+        runs, complete = (stop.results if tasks else []), False
+    by_spec: dict[AgentSpec, list] = {spec: [] for spec in specs}
+    for task, run in zip(tasks, runs, strict=True):
+        if run is not None:
+            by_spec[task[2]].append((task[4], run))
+    entries = {spec.title: {"knobs": dict(spec.knobs), **summarize_online(
+        [run for _, run in done], reference.optimal_return, [seed for seed, _ in done])}
+        for spec, done in by_spec.items() if done}
+    return _finish(_envelope(env_id, "online", mdp, reference, entries, complete))
+
+
+def _finish(results: dict) -> dict:
+    """The results of a run; raise Interrupted with them when the run was stopped early."""
+    if not results["complete"]:
+        raise Interrupted(results)
+    return results
 
 
 def _best_online(env_id, reference, candidates, episodes, workers, progress) -> AgentSpec:
@@ -279,32 +353,50 @@ def run_offline(env_id: str, names: Iterable[str], behavior: str,
     if not sizes or min(sizes) < 1:
         raise RlfmError("dataset sizes must be positive numbers of episodes")
     mdp = load_mdp(env_id)
+    _check_memory(mdp, workers, seeds * len(sizes))
     reference = ScoreReference.of(mdp)
-    if tune:
-        specs += _tuned_specs(names, lambda candidates: _best_offline(
-            env_id, reference, candidates, behavior, sizes, workers, progress))
-    scores = _offline_scores(env_id, reference, specs, behavior, sizes, range(seeds), workers,
-                             progress)
-    results = {spec.title: {"knobs": dict(spec.knobs), "behavior": behavior,
+    seed_ids, reporting, complete = [], False, False
+    try:
+        if tune:
+            specs += _tuned_specs(names, lambda candidates: _best_offline(
+                env_id, reference, candidates, behavior, sizes, workers, progress))
+        reporting = True
+        scores, seed_ids = _offline_scores(env_id, reference, specs, behavior, sizes,
+                                           range(seeds), workers, progress)
+        complete = True
+    except Interrupted as stop:
+        if reporting:  # the reported seeds had started (not only the tuning ones)
+            scores, seed_ids = stop.results
+    entries = {spec.title: {"knobs": dict(spec.knobs), "behavior": behavior,
                             "dataset_episodes": sizes,
-                            "score": scores[:, :, i].mean(axis=1).tolist(),
-                            "score_std": scores[:, :, i].std(axis=1).tolist(), "seeds": seeds}
-               for i, spec in enumerate(specs)}
-    return _envelope(env_id, "offline", mdp, reference, results)
+                            "score": scores[:, :, i].mean(axis=0).tolist(),
+                            "score_std": scores[:, :, i].std(axis=0).tolist(),
+                            "seeds": len(seed_ids), "seed_ids": seed_ids,
+                            "scores": scores[:, :, i].tolist()}
+               for i, spec in enumerate(specs)} if seed_ids else {}
+    return _finish(_envelope(env_id, "offline", mdp, reference, entries, complete))
 
 
 def _offline_scores(env_id, reference, specs, behavior, sizes, seeds, workers,
-                    progress) -> np.ndarray:
-    """Scores of shape (len(sizes), len(seeds), len(specs)); every spec fits the same datasets."""
-    tasks = [(env_id, reference, specs, behavior, d, seed) for d in sizes for seed in seeds]
-    flat = _map(_offline_task, tasks, workers, progress)
-    return np.array(flat).reshape(len(sizes), len(seeds), len(specs))
+                    progress) -> tuple[np.ndarray, list[int]]:
+    """Scores of shape (len(seeds), len(sizes), len(specs)) (every spec fits the same datasets)
+    and the seeds. Interrupted: raised with the same pair for the seeds whose every D finished."""
+    seeds = list(seeds)
+    tasks = [(env_id, reference, specs, behavior, d, seed) for seed in seeds for d in sizes]
+    try:
+        flat = _map(_offline_task, tasks, workers, progress)
+    except Interrupted as stop:
+        rows = [stop.results[i * len(sizes):(i + 1) * len(sizes)] for i in range(len(seeds))]
+        done = [i for i, row in enumerate(rows) if all(r is not None for r in row)]
+        scores = np.array([rows[i] for i in done]).reshape(len(done), len(sizes), len(specs))
+        raise Interrupted((scores, [seeds[i] for i in done])) from None
+    return np.array(flat).reshape(len(seeds), len(sizes), len(specs)), seeds
 
 
 def _best_offline(env_id, reference, candidates, behavior, sizes, workers,
                   progress) -> AgentSpec:
-    scores = _offline_scores(env_id, reference, candidates, behavior, sizes, TUNING_SEEDS,
-                             workers, progress)
+    scores, _ = _offline_scores(env_id, reference, candidates, behavior, sizes, TUNING_SEEDS,
+                                workers, progress)
     return candidates[int(np.argmax(scores.mean(axis=(0, 1))))]
 
 
@@ -320,12 +412,12 @@ def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
                                "dataset_episodes": [n_episodes],
                                "score": [reference.normalise(evaluate_policy(mdp, policy))],
                                "score_std": [0.0], "seeds": 1}
-    return _envelope(env_id, "offline", mdp, reference, results)
+    return _envelope(env_id, "offline", mdp, reference, results, complete=True)
 
 
 def _envelope(env_id: str, protocol: str, mdp: TabularMDP, reference: ScoreReference,
-              results: dict) -> dict:
-    return {"env": env_id, "protocol": protocol, "n_states": mdp.n_states,
+              results: dict, complete: bool) -> dict:
+    return {"env": env_id, "protocol": protocol, "complete": complete, "n_states": mdp.n_states,
             "n_actions": mdp.n_actions, "horizon": mdp.horizon,
             "optimal_return": reference.optimal_return,
             "uniform_return": reference.uniform_return, "agents": results}

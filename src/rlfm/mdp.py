@@ -26,6 +26,8 @@ DENSE_FRACTION = 0.05
 # Horizon used for a Gymnasium environment that registers no time limit (e.g. CliffWalking).
 FALLBACK_HORIZON = 100
 ROW_SUM_TOL = 1e-6
+# Returns (and differences of returns) must stay finite in float64, with room to spare.
+MAX_RETURN = 1e300
 
 
 class TabularMDP:
@@ -52,6 +54,11 @@ class TabularMDP:
         if (self.initial < 0).any() or abs(self.initial.sum() - 1.0) > ROW_SUM_TOL:
             raise InvalidMDPError("initial must be a probability distribution (non-negative, sum 1)")
         self.horizon = _positive_int(horizon, "horizon")
+        largest = float(np.abs(self.R).max())
+        if largest * self.horizon > MAX_RETURN:
+            raise InvalidMDPError(
+                f"rewards up to {largest:.3g} over {self.horizon} steps would overflow the "
+                f"returns (float64); rescale the rewards")
         self.gamma = float(np.asarray(gamma).reshape(()))
         if not 0.0 < self.gamma <= 1.0:
             raise InvalidMDPError(f"gamma must lie in (0, 1], got {self.gamma}")
@@ -79,6 +86,13 @@ class TabularMDP:
             ensure_memory(8.0 * S * A * S, f"a dense P of S={S}, A={A}")
         T = self._T.toarray() if self.is_sparse else self._T
         return T.reshape(self.n_states, self.n_actions, self.n_states)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the transition operator and the rewards, in bytes."""
+        T = self._T
+        held = T.data.nbytes + T.indices.nbytes + T.indptr.nbytes if self.is_sparse else T.nbytes
+        return int(held + self.R.nbytes)
 
     @property
     def nnz(self) -> int:
@@ -129,10 +143,13 @@ class TabularMDP:
                           P_indptr=self._T.indptr)
         else:
             arrays["P"] = self.P
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        from rlfm.io import atomic_write
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: numpy would append .npz to a name
+                np.savez_compressed(f, **arrays)
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TabularMDP:
@@ -147,14 +164,16 @@ class TabularMDP:
                 missing.insert(0, "P")
             if missing:
                 raise InvalidMDPError(f"missing key(s) {', '.join(repr(k) for k in missing)}")
+            R = np.asarray(data["R"])
+            if R.ndim != 2:
+                raise InvalidMDPError(f"R must have shape (S, A), got shape {R.shape}")
+            S, A = R.shape
             P = data.get("P")
             if P is None:  # sparse layout written by save() for large MDPs
-                R = np.asarray(data["R"])
-                if R.ndim != 2:
-                    raise InvalidMDPError(f"R must have shape (S, A), got shape {R.shape}")
-                S, A = R.shape
                 P = sp.csr_array((data["P_data"], data["P_indices"], data["P_indptr"]),
                                  shape=(S * A, S))
+            elif P.shape in ((S, A, S), (S * A, S)) and np.issubdtype(P.dtype, np.number):
+                P = _compact(sp.csr_array(P.reshape(S * A, S).astype(float)))  # dense if small
             return cls(P, data["R"], data["initial"], data["horizon"],
                        terminal=data.get("terminal"), gamma=data.get("gamma", 1.0),
                        name=path.stem)
@@ -228,7 +247,12 @@ def transitions_from_coo(rows, cols, probs, n_states: int, n_actions: int):
     """
     T = sp.csr_array((probs, (rows, cols)), shape=(n_states * n_actions, n_states))
     T.sum_duplicates()
-    size = n_states * n_actions * n_states
+    return _compact(T)
+
+
+def _compact(T: sp.csr_array):
+    """The storage the solvers run fastest on: dense when small or dense enough, else CSR."""
+    size = T.shape[0] * T.shape[1]
     if size <= SMALL_DENSE or (size <= DENSE_LIMIT and T.nnz >= DENSE_FRACTION * size):
         return T.toarray()
     return T

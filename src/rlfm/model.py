@@ -18,6 +18,7 @@ actions.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ class ModelConfig:
     steps: int = 8             # K: applications of the weight-tied block
     transition_bias: bool = True
     weight_tying: bool = True
+    LIMITS: ClassVar[dict] = {"width": (1, 1024), "steps": (1, 64)}
 
     def to_dict(self) -> dict:
         return asdict(self)

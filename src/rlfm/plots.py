@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from rlfm.io import atomic_write
+
 
 def plot_online(results: dict, path: str | os.PathLike) -> Path:
     """Normalised score of the exploitation policy against episodes, one line per agent, with a
@@ -57,9 +59,8 @@ def plot_offline(results: dict, path: str | os.PathLike) -> Path:
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)

@@ -15,6 +15,7 @@ planning on the same statistics); CSV log; atomic checkpoints (`latest` every
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
@@ -24,15 +25,17 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from rlfm.checkpoint import load_model, load_tensors, read_config, save_model, save_tensors
+from rlfm.checkpoint import load_model, load_tensors, save_model, save_tensors
 from rlfm.errors import CheckpointError, RlfmError
 from rlfm.features import GraphBatch
-from rlfm.io import atomic_write_text
+from rlfm.fields import INT_MAX, build
+from rlfm.io import OutputDir, atomic_write, atomic_write_text, remove_stale_temps
 from rlfm.model import RLFM, ModelConfig, policy_loss, segment_log_softmax, value_loss
 
 try:
@@ -58,12 +61,19 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 200
     eval_every: int = 500
+    LIMITS: ClassVar[dict] = {
+        "seed": (0, INT_MAX // 1024), "steps": (1, INT_MAX), "batch_size": (1, 1 << 20),
+        "world_batch": (1, 1 << 24), "lr": (1e-12, 10.0), "weight_decay": (0.0, 10.0),
+        "warmup_steps": (0, INT_MAX), "grad_clip": (1e-12, 1e12), "value_weight": (0.0, 1e6),
+        "workers": (0, 1024), "threads": (1, 1024), "log_every": (1, INT_MAX),
+        "checkpoint_every": (1, INT_MAX), "eval_every": (1, INT_MAX)}
 
 
 @dataclass
 class ValidationConfig:
     prior_examples: int = 256
     prior_seed: int = 1_000_003      # a stream never used for training (training seeds are small)
+    LIMITS: ClassVar[dict] = {"prior_examples": (1, 1 << 20), "prior_seed": (0, INT_MAX)}
 
 
 @dataclass
@@ -91,13 +101,14 @@ class RunConfig:
         unknown = set(data) - {"model", "train", "validation", "prior"}
         if unknown:
             raise RlfmError(f"{source}: unknown table(s) {sorted(unknown)}")
-        try:
-            return cls(model=ModelConfig(**data.get("model", {})),
-                       train=TrainConfig(**data.get("train", {})),
-                       validation=ValidationConfig(**data.get("validation", {})),
-                       prior=data.get("prior", {}))
-        except TypeError as e:
-            raise RlfmError(f"{source}: {e}") from None
+        prior = data.get("prior", {})
+        if not isinstance(prior, dict):
+            raise RlfmError(f"{source}: prior must be a table of settings, got {prior!r}")
+        return cls(model=build(ModelConfig, data.get("model", {}), source, "model"),
+                   train=build(TrainConfig, data.get("train", {}), source, "train"),
+                   validation=build(ValidationConfig, data.get("validation", {}), source,
+                                    "validation"),
+                   prior=prior)
 
     def to_dict(self) -> dict:
         return {"model": asdict(self.model), "train": asdict(self.train),
@@ -229,15 +240,22 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     torch.manual_seed(tc.seed)
     model = RLFM(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    step = 0
-    latest = out / "latest"
+    lock = OutputDir(out) if main else contextlib.nullcontext()
+    with lock:
+        return _train(cfg, out, model, opt, resume, log, device, distributed, rank)
+
+
+def _train(cfg: RunConfig, out: Path, model: RLFM, opt, resume: bool, log, device, distributed,
+           rank) -> Path:
+    tc, main = cfg.train, rank == 0
+    step, restored = 0, {}
+    if main:
+        _remove_incomplete(out)
     if resume:
-        if (out / "latest.json").exists():
-            step = _restore(model, opt, out, cfg)
-            log(f"resumed from {latest} at step {step}")
-        else:
+        step, restored = _restore(model, opt, out, cfg, log)
+        if not step:
             log(f"nothing to resume in {out}: starting from scratch")
-    elif (out / "latest.json").exists():
+    elif _checkpoints(out) or (out / "model.json").exists():
         raise RlfmError(f"{out} already holds a training run; pass --resume or another --out")
     model.to(device)
     _optimizer_to(opt, device)
@@ -263,7 +281,10 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
         atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
         log("CE-VI on the validation statistics: " +
             " ".join(f"{k}={v:.3f}" for k, v in reference.items()))
-    history = _read_history(out) if main else []
+    history = list(restored.get("validation", []))
+    if main:
+        _truncate_log(out / "log.csv", step)  # rows logged after the checkpoint are redone
+    before = float(restored.get("wall_time_s", 0.0))  # earlier segments of a resumed run
     started, seen = time.perf_counter(), 0
     model.train()
     for batch in _steps(loader, parts, skip):
@@ -291,12 +312,13 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in row.items()))
         if main and (step % tc.checkpoint_every == 0 or step == tc.steps):
-            _checkpoint(model, opt, step, cfg, out, history)
+            _checkpoint(model, opt, step, cfg, out, history,
+                        before + time.perf_counter() - started)
     if main:
         final = save_model(model, out / "model", training=cfg.to_dict(), steps=step,
                            validation=history, metrics=history[-1] if history else {},
-                           validation_cevi=reference,
-                           hardware=_hardware(), wall_time_s=time.perf_counter() - started)
+                           validation_cevi=reference, hardware=_hardware(),
+                           wall_time_s=before + time.perf_counter() - started)
         log(f"wrote {final}")
     if distributed:
         dist.destroy_process_group()
@@ -318,53 +340,111 @@ def _optimizer_to(opt: torch.optim.Optimizer, device: torch.device) -> None:
                 state[key] = value.to(device)
 
 
-def _checkpoint(model, opt, step, cfg, out: Path, history) -> None:
+# ---- checkpoints: one atomic unit each ---------------------------------------------------------
+# A training checkpoint is `step-NNNNNNNNN.safetensors` (weights), `...optimizer.safetensors` and
+# `....json`, written in that order, each atomically; the JSON, written last, names both files'
+# SHA-256. A checkpoint exists only once its JSON does and both checksums match, so a kill at any
+# moment leaves the previous checkpoint whole; resume takes the newest complete one.
+CHECKPOINT = "step-{:09d}"
+KEEP_CHECKPOINTS = 2
+
+
+def _checkpoint(model, opt, step, cfg, out: Path, history, wall_time_s: float) -> None:
+    stem = out / CHECKPOINT.format(step)
     tensors, meta = _optimizer_tensors(opt)
-    save_tensors(tensors, out / "optimizer.safetensors")
-    save_model(model, out / "latest", training=cfg.to_dict(), steps=step, validation=history,
-               optimizer={"step": step, **meta})
+    optimizer_sha = save_tensors(tensors, _optimizer_path(stem))
+    save_model(model, stem, training=cfg.to_dict(), steps=step, validation=history,
+               wall_time_s=wall_time_s, optimizer={"step": step, "sha256": optimizer_sha, **meta})
+    for old in _checkpoints(out)[KEEP_CHECKPOINTS:]:
+        for path in (old.with_suffix(".json"), old.with_suffix(".safetensors"),
+                     _optimizer_path(old)):  # the JSON first: never a JSON without its files
+            path.unlink(missing_ok=True)
+
+
+def _optimizer_path(stem: Path) -> Path:
+    return stem.with_name(stem.name + ".optimizer.safetensors")
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    """Stems of the checkpoints whose JSON was written, newest first."""
+    return sorted((p.with_suffix("") for p in out.glob("step-*.json")), reverse=True)
+
+
+def _remove_incomplete(out: Path) -> None:
+    """Remove what a killed run left half-written: temporary files, and checkpoint files whose
+    JSON was never written."""
+    remove_stale_temps(out)
+    complete = {p.name for p in _checkpoints(out)}
+    for path in out.glob("step-*.safetensors"):
+        if path.name.split(".")[0] not in complete:
+            path.unlink(missing_ok=True)
 
 
 STREAM_KEYS = ("seed", "batch_size", "world_batch")  # what fixes the data stream of a run
 
 
-def _restore(model, opt, out: Path, cfg: RunConfig) -> int:
-    saved = load_model(out / "latest")  # verifies version and checksum
-    config = saved.checkpoint_info
-    before = config.get("training") or {}
-    changed = [k for k in STREAM_KEYS if before.get("train", {}).get(k) != getattr(cfg.train, k)]
-    if before.get("prior", {}) != cfg.prior:
-        changed.append("prior")
-    if changed:
-        raise RlfmError(f"{out}: cannot resume with another data stream (changed: "
-                        f"{', '.join(changed)}); use the run's own config or another --out")
-    model.load_state_dict(saved.state_dict())
-    meta = config.get("optimizer") or {}
-    try:
-        _load_optimizer(opt, load_tensors(out / "optimizer.safetensors", None), meta)
-    except (CheckpointError, KeyError, ValueError) as e:
-        raise CheckpointError(f"{out}: cannot restore the optimizer state ({e})") from None
-    return int(config["steps"])
+def _restore(model, opt, out: Path, cfg: RunConfig, log) -> tuple[int, dict]:
+    """Load the newest complete checkpoint of `out` into model and optimizer; returns its step
+    and JSON ((0, {}) when there is none). A checkpoint that does not verify is skipped."""
+    for stem in _checkpoints(out):
+        try:
+            saved = load_model(stem)  # verifies version and checksum
+            config = saved.checkpoint_info
+            meta = config.get("optimizer") or {}
+            tensors = load_tensors(_optimizer_path(stem), meta.get("sha256"))
+        except CheckpointError as e:
+            log(f"skipping checkpoint {stem.name}: {e}")
+            continue
+        before = config.get("training") or {}
+        changed = [k for k in STREAM_KEYS
+                   if before.get("train", {}).get(k) != getattr(cfg.train, k)]
+        if before.get("prior", {}) != cfg.prior:
+            changed.append("prior")
+        if changed:
+            raise RlfmError(f"{out}: cannot resume with another data stream (changed: "
+                            f"{', '.join(changed)}); use the run's own config or another --out")
+        model.load_state_dict(saved.state_dict())
+        try:
+            _load_optimizer(opt, tensors, meta)
+        except (KeyError, ValueError) as e:
+            raise CheckpointError(f"{stem}: cannot restore the optimizer state ({e})") from None
+        log(f"resumed from {stem} at step {config['steps']}")
+        return int(config["steps"]), config
+    return 0, {}
 
 
 def _append_csv(path: Path, row: dict) -> None:
     """Append a row; the header is the union of keys seen (validation rows have more)."""
-    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    rows = _read_csv(path)
     rows.append({k: v for k, v in row.items()})
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    _write_csv(path, rows)
 
 
-def _read_history(out: Path) -> list[dict]:
-    try:
-        return read_config(out / "latest").get("validation", [])
-    except CheckpointError:
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the rows up to `step` (those after it are logged again after a resume)."""
+    rows = _read_csv(path)
+    kept = [r for r in rows if int(r["step"]) <= step]
+    if len(kept) < len(rows):
+        _write_csv(path, kept)
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.exists():
         return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def _hardware() -> str:
