@@ -275,6 +275,10 @@ def test_a_missing_checksum_is_an_error(tmp_path, checksum):
     ("train", "workers = true", "train.workers must be an integer"),
     ("model", "width = 0", "model.width must lie in [1,"),
     ("validation", "prior_examples = 0", "validation.prior_examples must lie in [1,"),
+    ("prior.families.garnet", "n_states = [0, 5]", "families.garnet.n_states must lie in [1,"),
+    ("prior.context", "transitions_per_state = -5", "context.transitions_per_state must lie in"),
+    ("prior.rewards", 'negate_prob = "often"', "rewards.negate_prob must be a finite number"),
+    ("prior", "families = 5", "families must be a table"),
 ])
 def test_training_config_fields_are_checked(tmp_path, table, line, message):
     path = tmp_path / "bad.toml"

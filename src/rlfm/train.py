@@ -8,9 +8,10 @@ MDPs, contexts, statistics, features and targets, in DataLoader workers (or in t
 process with workers = 0). AdamW with linear warm-up then cosine decay, gradient clipping;
 periodic validation on held-out prior MDPs only (a stream of seeds never used for training:
 held-out policy loss, and the exact score of the greedy policy next to certainty-equivalent
-planning on the same statistics); CSV log; atomic checkpoints (`latest` every
-`checkpoint_every` steps with the optimizer state, so `--resume` loses at most one interval;
-`model` at the end). Configuration is plain data: a TOML file, see configs/.
+planning on the same statistics); CSV log; checkpoints every `checkpoint_every` steps, each
+one atomic unit with the optimizer state (see `_checkpoint`), so that `--resume` loses at most
+one interval whatever kills the run; `model` at the end. Configuration is plain data: a TOML
+file, see configs/.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from rlfm.features import GraphBatch
 from rlfm.fields import INT_MAX, build
 from rlfm.io import OutputDir, atomic_write, atomic_write_text, remove_stale_temps
 from rlfm.model import RLFM, ModelConfig, policy_loss, segment_log_softmax, value_loss
+from rlfm.priors.config import PriorConfig
 
 try:
     import tomllib
@@ -104,6 +106,7 @@ class RunConfig:
         prior = data.get("prior", {})
         if not isinstance(prior, dict):
             raise RlfmError(f"{source}: prior must be a table of settings, got {prior!r}")
+        PriorConfig.from_dict(prior, source=f"{source} [prior]")  # checked before any work
         return cls(model=build(ModelConfig, data.get("model", {}), source, "model"),
                    train=build(TrainConfig, data.get("train", {}), source, "train"),
                    validation=build(ValidationConfig, data.get("validation", {}), source,

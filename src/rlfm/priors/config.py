@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -77,6 +78,10 @@ class PriorConfig:
         from rlfm.priors.families import FAMILIES
 
         where = self.source
+        data = self.to_dict()
+        for table in ("families", "rewards", "context", "targets"):
+            _check_like(data[table], _default_dict()[table], f"{where}: {table}")
+        _check_bounds(data, where)
         _check_weights(self.mixture, f"{where}: [mixture]")
         for name in self.mixture:
             if name not in FAMILIES:
@@ -150,6 +155,55 @@ def _merge(base: dict, over: dict, path: tuple) -> dict:
         else:
             base[key] = value
     return base
+
+
+# Lower and upper bounds of numeric settings (a value, or both ends of a [low, high] range), by
+# key, anywhere in [families.*] and [context]; any other setting there must be >= 0, and every
+# *_prob setting a probability.
+AT_LEAST_ONE = ("n_states", "large_states", "n_actions", "horizon", "side", "large_side",
+                "length", "large_length", "depth", "max_states", "branching", "n_goals",
+                "transitions_per_state", "max_transitions", "min_max_episodes", "max_episodes",
+                "replan_every_episode", "horizon_factor")
+FRACTIONS = ("forward", "current", "slip", "success", "wall_density", "hole_fraction", "epsilon")
+
+
+def _check_like(value, default, where: str) -> None:
+    """`value` has the type and shape of the default setting it replaces."""
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise PriorConfigError(f"{where} must be a table, got {value!r}")
+        for key in value.keys() & default.keys():
+            _check_like(value[key], default[key], f"{where}.{key}")
+    elif isinstance(default, list):
+        _check_range(value, where)
+        if all(isinstance(v, int) for v in default) and not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise PriorConfigError(f"{where} must be a range of integers, got {value!r}")
+    elif isinstance(default, bool) or not isinstance(default, int | float):
+        if type(value) is not type(default):
+            raise PriorConfigError(f"{where} must be a {type(default).__name__}, got {value!r}")
+    elif isinstance(default, int) and (not isinstance(value, int) or isinstance(value, bool)):
+        raise PriorConfigError(f"{where} must be an integer, got {value!r}")
+    elif not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise PriorConfigError(f"{where} must be a finite number, got {value!r}")
+
+
+def _check_bounds(data: dict, where: str) -> None:
+    tables = [(f"families.{name}", params) for name, params in data["families"].items()]
+    tables += [("context", data["context"]),
+               ("rewards", {k: v for k, v in data["rewards"].items() if k.endswith("_prob")})]
+    tables += [(f"context.{k}", v) for k, v in data["context"].items() if isinstance(v, dict)
+               and k != "behaviours"]
+    for table, params in tables:
+        for key, value in params.items():
+            ends = value if isinstance(value, list) else [value]
+            if isinstance(value, dict) or not all(isinstance(v, int | float) for v in ends):
+                continue
+            low = 1 if key in AT_LEAST_ONE else 0
+            high = 1 if key in FRACTIONS or key.endswith("_prob") else math.inf
+            if not all(low <= v <= high for v in ends):
+                raise PriorConfigError(f"{where}: {table}.{key} must lie in [{low}, {high}], "
+                                       f"got {value!r}")
 
 
 def _check_weights(weights: dict, where: str) -> None:
