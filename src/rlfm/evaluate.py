@@ -292,23 +292,35 @@ def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
     mdp = load_mdp(env_id)
     _check_memory(mdp, workers, seeds * len(specs))
     reference = ScoreReference.of(mdp)
-    tasks: list = []
-    try:
-        if tune:
-            specs += _tuned_specs(names, lambda candidates: _best_online(
-                env_id, reference, candidates, episodes, workers, progress))
+    finished: list = []  # (task, run or None)
+
+    def run(group: list[AgentSpec]) -> None:
         # seed by seed, so that an interrupted run holds about as many seeds of every agent
         tasks = [(env_id, reference, spec, episodes, seed) for seed in range(seeds)
-                 for spec in specs]
-        runs, complete = _map(_online_task, tasks, workers, progress), True
-    except Interrupted as stop:
-        runs, complete = (stop.results if tasks else []), False
+                 for spec in group]
+        try:
+            finished.extend(zip(tasks, _map(_online_task, tasks, workers, progress), strict=True))
+        except Interrupted as stop:
+            finished.extend(zip(tasks, stop.results, strict=True))
+            raise
+
+    complete = False
+    try:  # the defaults first: a run stopped while tuning still holds them
+        run(specs)
+        if tune:
+            tuned = _tuned_specs(names, lambda candidates: _best_online(
+                env_id, reference, candidates, episodes, workers, progress))
+            specs += tuned
+            run(tuned)
+        complete = True
+    except Interrupted:
+        pass
     by_spec: dict[AgentSpec, list] = {spec: [] for spec in specs}
-    for task, run in zip(tasks, runs, strict=True):
-        if run is not None:
-            by_spec[task[2]].append((task[4], run))
+    for task, result in finished:
+        if result is not None:
+            by_spec[task[2]].append((task[4], result))
     entries = {spec.title: {"knobs": dict(spec.knobs), **summarize_online(
-        [run for _, run in done], reference.optimal_return, [seed for seed, _ in done])}
+        [r for _, r in done], reference.optimal_return, [seed for seed, _ in done])}
         for spec, done in by_spec.items() if done}
     return _finish(_envelope(env_id, "online", mdp, reference, entries, complete))
 
