@@ -10,7 +10,7 @@ from rlfm.errors import RlfmError
 from rlfm.evaluate import collect_dataset, online_run
 from rlfm.mdp import ScoreReference, TabularMDP, evaluate_policy
 
-BASELINES = ["ucbvi", "psrl", "qlearning", "vilcb", "cevi", "uniform"]
+BASELINES = ["ucbvi", "psrl", "opsrl", "rlsvi", "qlearning", "vilcb", "cevi", "uniform"]
 
 
 def _online_curves(env_id, name, episodes, seeds, **knobs):
@@ -71,7 +71,7 @@ def test_offline_fit_is_deterministic():
     env = rlfm.envs.make("FrozenLake-v1")
     mdp = TabularMDP.from_gymnasium(env)
     stats = collect_dataset(env, mdp, "uniform", 20, seed=0)
-    for name in ["ucbvi", "psrl", "vilcb", "cevi"]:
+    for name in ["ucbvi", "psrl", "opsrl", "rlsvi", "vilcb", "cevi"]:
         policies = [agents.make(name, mdp.n_states, mdp.n_actions, mdp.horizon, seed=7).fit(stats)
                     for _ in range(2)]
         np.testing.assert_array_equal(*policies)
@@ -148,6 +148,8 @@ def test_psrl_samples_keep_observed_terminals_absorbing():
     ("qlearning", {"epsilon": 1.5}), ("qlearning", {"lr": 0.0}), ("qlearning", {"gamma": 0.0}),
     ("qlearning", {"optimistic": "yes"}), ("vilcb", {"penalty_scale": float("nan")}),
     ("cevi", {"bonus_scale": 1.0}), ("ucbvi", {"temperature": 1.0}),
+    ("opsrl", {"samples": 0}), ("opsrl", {"samples": 2.5}), ("opsrl", {"prior_count": 0.0}),
+    ("opsrl", {"prior": "flat"}), ("rlsvi", {"sigma": -0.1}), ("rlsvi", {"sigma": "x"}),
 ])
 def test_bad_knob_raises_rlfm_error(name, knobs):
     with pytest.raises(RlfmError):
@@ -172,3 +174,75 @@ def test_psrl_plans_taxi_quickly():
     agent = agents.make("psrl", mdp.n_states, mdp.n_actions, mdp.horizon, seed=0)
     agent.end_episode()
     assert agent.policy().shape == (mdp.horizon, mdp.n_states)
+
+
+# ---- (f) optimistic PSRL and RLSVI against what they reduce to ---------------------------------
+def _random_mdp(seed: int, S: int = 6, A: int = 3, H: int = 8) -> TabularMDP:
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.full(S, 0.3), size=(S, A))
+    return TabularMDP(P, rng.uniform(0, 1, (S, A)), np.eye(S)[0], H)
+
+
+def _act_along(agent_list, mdp: TabularMDP, episodes: int, seed: int) -> list:
+    """Drive several agents through the same episodes (the first one's actions decide), and
+    return every agent's acting tables after every episode."""
+    env = rlfm.envs.TabularEnv(mdp)
+    tables = []
+    state, _ = env.reset(seed=seed)
+    for _ in range(episodes):
+        for step in range(mdp.horizon):
+            action = agent_list[0].act(state, step)
+            nxt, reward, terminated, truncated, _ = env.step(action)
+            for agent in agent_list:
+                agent.observe(state, action, reward, nxt, terminated)
+            state = nxt
+            if terminated or truncated:
+                break
+        for agent in agent_list:
+            agent.end_episode()
+        tables.append([agent.acting.copy() for agent in agent_list])
+        state, _ = env.reset()
+    return tables
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_opsrl_with_one_sample_and_psrls_prior_is_psrl(seed):
+    mdp = _random_mdp(seed)
+    psrl = agents.make("psrl", 6, 3, 8, seed=seed, prior_strength=0.5)
+    opsrl = agents.make("opsrl", 6, 3, 8, seed=seed, samples=1, prior="uniform", prior_count=0.5)
+    for psrl_table, opsrl_table in _act_along([psrl, opsrl], mdp, 15, seed):
+        np.testing.assert_array_equal(psrl_table, opsrl_table)
+
+
+def test_opsrl_is_optimistic_where_data_are_missing_and_not_where_they_abound():
+    # state 0: action 0 tried 10^6 times (reward 0, stays), action 1 never: the ghost makes the
+    # untried action worth the most any remaining steps can return, so it is taken at every step
+    stats = rlfm.Statistics(2, 2)
+    stats.add_transitions(np.zeros(10**6, int), np.zeros(10**6, int), np.zeros(10**6),
+                          np.zeros(10**6, int))
+    agent = agents.make("opsrl", 2, 2, horizon=5, seed=0)
+    agent.fit(stats)
+    assert (agent.acting[:, 0] == 1).all()
+    # with 10^6 tries of both actions, the sampled envelope is the empirical model: action 1
+    # (reward 1) wins at every step, and the ghost's mass (1e-6) changes no decision
+    stats.add_transitions(np.zeros(10**6, int), np.ones(10**6, int), np.ones(10**6),
+                          np.zeros(10**6, int))
+    agent.fit(stats)
+    assert (agent.acting[:, 0] == 1).all()
+    stats.add_transitions(np.zeros(10**6, int), np.zeros(10**6, int), np.full(10**6, 3.0),
+                          np.zeros(10**6, int))  # action 0 now pays 1.5 on average
+    agent.fit(stats)
+    assert (agent.acting[:, 0] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rlsvi_without_noise_is_certainty_equivalent_planning(seed):
+    mdp = _random_mdp(seed)
+    rlsvi = agents.make("rlsvi", 6, 3, 8, seed=seed, sigma=0.0)
+    cevi = agents.make("cevi", 6, 3, 8, seed=seed)
+    _act_along([rlsvi, cevi], mdp, 10, seed)
+    np.testing.assert_allclose(rlsvi.Q, cevi.Q, rtol=0, atol=1e-12)
+    noisy = agents.make("rlsvi", 6, 3, 8, seed=seed, sigma=1.0)
+    noisy.fit(rlsvi.stats)
+    assert not np.allclose(noisy.Q, cevi.Q)
+    np.testing.assert_array_equal(noisy.policy(), rlsvi.policy())  # exploitation: unperturbed

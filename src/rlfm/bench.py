@@ -139,7 +139,8 @@ def _fmt_knobs(entry: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in entry.get("knobs", {}).items())
 
 
-HEADLINE = ("rlfm", "ucbvi (tuned)", "psrl (tuned)", "qlearning (tuned)")
+HEADLINE = ("rlfm", "ucbvi (tuned)", "psrl (tuned)", "opsrl (tuned)", "rlsvi (tuned)",
+            "qlearning (tuned)")
 SCARCE = 10  # D <= SCARCE counts as scarce data (SPEC §6)
 
 

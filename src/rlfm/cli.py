@@ -22,6 +22,7 @@ from rlfm.priors.cli import prior_app
 
 ENV_HELP = "Gymnasium id (Discrete spaces) or MDP .npz file"
 DEFAULT_ONLINE = "rlfm,ucbvi,psrl,qlearning"
+DEFAULT_BENCH_ONLINE = "rlfm,ucbvi,psrl,opsrl,rlsvi,qlearning"
 DEFAULT_OFFLINE = "rlfm,vilcb,cevi"
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 DATASET_EPISODES = ",".join(map(str, DEFAULT_DATASET_EPISODES))
@@ -303,7 +304,8 @@ def offline(env: Env,
 def bench(suite: str = typer.Option("public", help="benchmark suite"),
           out: Path = typer.Option(Path("benchmarks/suite"), help="directory for all results"),
           seeds: Seeds = 10,
-          online_agents: str = typer.Option(DEFAULT_ONLINE, help="agents for the online protocol"),
+          online_agents: str = typer.Option(DEFAULT_BENCH_ONLINE,
+                                            help="agents for the online protocol"),
           offline_agents: str = typer.Option(DEFAULT_OFFLINE, help="agents for the offline one"),
           env: list[str] | None = typer.Option(None, help="only these suite environments"),
           episodes_scale: float = typer.Option(1.0, min=0.01, help="scale the online budgets"),

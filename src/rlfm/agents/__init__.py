@@ -3,7 +3,17 @@
 `make(name, n_states, n_actions, horizon=..., seed=..., **knobs)` builds one by name.
 """
 
-from rlfm.agents import cevi, psrl, qlearning, rlfm, ucbvi, uniform, vilcb  # noqa: F401  (register agents)
+from rlfm.agents import (  # noqa: F401  (register agents)
+    cevi,
+    opsrl,
+    psrl,
+    qlearning,
+    rlfm,
+    rlsvi,
+    ucbvi,
+    uniform,
+    vilcb,
+)
 from rlfm.agents.base import Agent, ModelBasedAgent, agent_class, available, make, register
 
 __all__ = ["Agent", "ModelBasedAgent", "agent_class", "available", "make", "register"]

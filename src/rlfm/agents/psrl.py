@@ -66,6 +66,12 @@ class PSRL(ModelBasedAgent):
         return TabularMDP(P, R, np.full(S, 1.0 / S), self.horizon, terminal=terminal)
 
     def plan(self) -> None:
+        # Ties have probability 0 in a sampled MDP: plain argmax is greedy enough.
+        self.acting = backward_induction(self._mdp(*self.sample_posterior())).policy
+        self._exploit = None
+
+    def sample_posterior(self) -> tuple[np.ndarray, np.ndarray]:
+        """One MDP from the posterior: transition rows P (S*A, S) and mean rewards R (S, A)."""
         S, A = self.n_states, self.n_actions
         rows, cols, counts = self.stats.transition_triplets()
         # P(.|s, a) ~ Dirichlet(α + N(s, a, .)), as normalised gamma variates (drawn in float32
@@ -79,10 +85,7 @@ class PSRL(ModelBasedAgent):
         G[empty, self.rng.integers(S, size=empty.size)] = 1.0
         total[empty] = 1.0
         mean, std = self._reward_posterior()
-        R = mean + std * self.rng.standard_normal((S, A))
-        # Ties have probability 0 in a sampled MDP: plain argmax is greedy enough.
-        self.acting = backward_induction(self._mdp(G / total[:, None], R)).policy
-        self._exploit = None
+        return G / total[:, None], mean + std * self.rng.standard_normal((S, A))
 
     def policy(self) -> np.ndarray:
         if self._exploit is None:
