@@ -1,6 +1,6 @@
 """Speed of the shipped model on ONE CPU core: checkpoint load time, and the time to get a
 policy from a statistic (featurisation + network), for FrozenLake 8x8, Taxi and a 2,000-state
-grid. SPEC §6 targets: <= 5 ms for FrozenLake 8x8, <= 50 ms for Taxi.
+grid. Targets (docs/protocol.md): <= 5 ms for FrozenLake 8x8, <= 50 ms for Taxi.
 
     python benchmarks/model_speed.py [--checkpoint FILE]
 """

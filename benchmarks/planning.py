@@ -1,6 +1,6 @@
 """Can the network plan? Its greedy policy from the statistic of D episodes of uniform-random
 data against CE-VI's first-step plan on the same statistic (both stationary), scored exactly.
-With plentiful data it must match CE-VI (SPEC §7).
+With plentiful data it must match CE-VI (measured before).
 
     python benchmarks/planning.py
 """

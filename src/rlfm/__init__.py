@@ -1,5 +1,7 @@
 """rlfm: a reinforcement-learning foundation model for tabular MDPs."""
 
+__version__ = "0.1.0"  # first: submodules read it
+
 from rlfm import agents, envs
 from rlfm.errors import (
     CheckpointError,
@@ -19,8 +21,6 @@ from rlfm.mdp import (
     value_iteration,
 )
 from rlfm.stats import Statistics
-
-__version__ = "0.1.0"
 
 
 def load_pretrained():

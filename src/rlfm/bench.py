@@ -141,7 +141,7 @@ def _fmt_knobs(entry: dict) -> str:
 
 HEADLINE = ("rlfm", "ucbvi (tuned)", "psrl (tuned)", "opsrl (tuned)", "rlsvi (tuned)",
             "qlearning (tuned)")
-SCARCE = 10  # D <= SCARCE counts as scarce data (SPEC §6)
+SCARCE = 10  # D <= SCARCE counts as scarce data (docs/protocol.md)
 
 
 def headline(out: Path, env_ids: list[str]) -> str:

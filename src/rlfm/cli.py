@@ -1,4 +1,5 @@
-"""The `rlfm` command line (SPEC §5). Every RlfmError ends as one line on stderr, exit status 2."""
+"""The `rlfm` command line (docs/results.md, docs/environments.md). Every RlfmError ends as one
+line on stderr, exit status 2."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import functools
 import io
 import json
 import os
+import shlex
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -20,7 +22,7 @@ from rlfm.evaluate import DEFAULT_DATASET_EPISODES
 from rlfm.io import OutputDir, atomic_write_text
 from rlfm.priors.cli import prior_app
 
-ENV_HELP = "Gymnasium id (Discrete spaces) or MDP .npz file"
+ENV_HELP = "Gymnasium id (Discrete spaces), module:EnvId (your own module), or MDP .npz file"
 DEFAULT_ONLINE = "rlfm,ucbvi,psrl,qlearning"
 DEFAULT_BENCH_ONLINE = "rlfm,ucbvi,psrl,opsrl,rlsvi,qlearning"
 DEFAULT_OFFLINE = "rlfm,vilcb,cevi"
@@ -29,6 +31,8 @@ DATASET_EPISODES = ",".join(map(str, DEFAULT_DATASET_EPISODES))
 CHECKPOINT_HELP = "model checkpoint for the rlfm agent (default: the one shipped)"
 # Options shared by several commands.
 Env = Annotated[str, typer.Argument(help=ENV_HELP)]
+EnvKwargs = Annotated[str | None, typer.Option(
+    help='keyword arguments for gymnasium.make, as a JSON object, e.g. \'{"map_name": "8x8"}\'')]
 Seeds = Annotated[int, typer.Option(min=1, help="independent runs (seeds) per cell")]
 Workers = Annotated[int, typer.Option(min=1, help="worker processes")]
 Out = Annotated[Path | None, typer.Option(help="directory for results.json, plot, table "
@@ -44,9 +48,31 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="rlfm: a foundation model for tabular reinforcement learning.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from rlfm import __version__
+
+        print(f"rlfm {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                       is_eager=True, help="print the version and exit")) -> None:
     """rlfm: a foundation model for tabular reinforcement learning."""
+
+
+def _env_kwargs(text: str | None) -> dict:
+    """--env-kwargs: a JSON object, checked before any work."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RlfmError(f"--env-kwargs must be a JSON object, got {text!r} ({e})") from None
+    if not isinstance(value, dict):
+        raise RlfmError(f"--env-kwargs must be a JSON object, got {text!r}")
+    return value
 
 
 app.add_typer(prior_app, name="prior")
@@ -54,12 +80,13 @@ app.add_typer(prior_app, name="prior")
 
 @app.command()
 def solve(env: Env,
-          as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+          as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+          env_kwargs: EnvKwargs = None) -> None:
     """The exact optimum of ENV by backward induction, and the uniform policy's return."""
     from rlfm.envs import load_mdp
     from rlfm.mdp import ScoreReference
 
-    mdp = load_mdp(env)
+    mdp = load_mdp(env, **_env_kwargs(env_kwargs))
     ref = ScoreReference.of(mdp)
     result = {"n_states": mdp.n_states, "n_actions": mdp.n_actions, "horizon": mdp.horizon,
               "optimal_return": ref.optimal_return, "uniform_return": ref.uniform_return}
@@ -145,9 +172,10 @@ def _output_dir(out: Path | None, overwrite: bool):
     return nullcontext() if out is None else OutputDir(out, overwrite, results="results.json")
 
 
-def _run_protocol(run, out: Path | None, make_table) -> None:
-    """Run a protocol; print and write its results. On Ctrl-C, the seeds that finished are
-    printed and written (results.json says `"complete": false`), then the command stops."""
+def _run_protocol(run, out: Path | None, make_table, names: list[str],
+                  checkpoint: Path | None) -> None:
+    """Run a protocol; print and write its results, with how they were made. On Ctrl-C, the
+    seeds that finished are printed and written (`"complete": false`), then the command stops."""
     from rlfm.evaluate import Interrupted
 
     try:
@@ -155,9 +183,21 @@ def _run_protocol(run, out: Path | None, make_table) -> None:
     except Interrupted as stop:
         results = stop.results
         if results is not None:
-            _write_outputs(results, out, make_table(results))
+            _write_outputs(_provenance(results, names, checkpoint), out, make_table(results))
         raise
-    _write_outputs(results, out, make_table(results))
+    _write_outputs(_provenance(results, names, checkpoint), out, make_table(results))
+
+
+def _provenance(results: dict, names: list[str], checkpoint: Path | None) -> dict:
+    """The command line and, where the rlfm agent ran, the checkpoint (name, weights' SHA-256)."""
+    results = {**results, "command": shlex.join(["rlfm", *sys.argv[1:]])}
+    if "rlfm" in names:
+        from rlfm.checkpoint import pretrained_path, read_config
+
+        path = Path(checkpoint or pretrained_path())
+        name = path.stem if path.suffix in (".json", ".safetensors") else path.name
+        results["checkpoint"] = {"name": name, "sha256": read_config(path)["weights_sha256"]}
+    return results
 
 
 def _write_outputs(results: dict, out: Path | None, table) -> None:
@@ -169,6 +209,7 @@ def _write_outputs(results: dict, out: Path | None, table) -> None:
         console.print(table)
         return
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
+    atomic_write_text(out / "results.csv", tidy_csv(results))
     if results["agents"]:
         plot = plot_online if results["protocol"] == "online" else plot_offline
         plot(results, out / f"{results['protocol']}.png")
@@ -176,10 +217,31 @@ def _write_outputs(results: dict, out: Path | None, table) -> None:
     recorder.print(table)
     atomic_write_text(out / "table.txt", recorder.export_text())
     console.print(table)
-    what = "results.json, table.txt" if not results["agents"] else \
-        f"results.json, {results['protocol']}.png, table.txt"
+    what = "results.json, results.csv, table.txt" if not results["agents"] else \
+        f"results.json, results.csv, {results['protocol']}.png, table.txt"
     state = "" if results["complete"] else " (interrupted: only the seeds that finished)"
     console.print(f"wrote {what} to {out}{state}")
+
+
+def tidy_csv(results: dict) -> str:
+    """One row per agent, seed and episode (online) or dataset size (offline)."""
+    import csv
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    if results["protocol"] == "online":
+        writer.writerow(["agent", "seed", "episode", "score"])
+        for name, e in results["agents"].items():
+            for seed, curve in zip(e["seed_ids"], e["curves"], strict=True):
+                writer.writerows([name, seed, k + 1, v] for k, v in enumerate(curve))
+    else:
+        writer.writerow(["agent", "seed", "dataset_episodes", "score"])
+        for name, e in results["agents"].items():
+            seeds, scores = e.get("seed_ids", [0]), e.get("scores", [e["score"]])
+            for seed, row in zip(seeds, scores, strict=True):
+                writer.writerows([name, seed, d, v]
+                                 for d, v in zip(e["dataset_episodes"], row, strict=True))
+    return text.getvalue()
 
 
 def _title(results: dict, text: str) -> str:
@@ -188,11 +250,11 @@ def _title(results: dict, text: str) -> str:
     return text
 
 
-def _announce(env: str, runs: int, episodes: int) -> None:
+def _announce(env: str, env_kwargs: dict, runs: int, episodes: int) -> None:
     """Say how large a run is before it starts, when it is large."""
     from rlfm.envs import load_mdp
 
-    steps = runs * episodes * load_mdp(env).horizon
+    steps = runs * episodes * load_mdp(env, **env_kwargs).horizon
     if steps > LARGE_RUN:
         print(f"rlfm: this run makes up to {steps:,} environment steps ({runs} runs of {episodes} "
               f"episodes); it may take a while", file=sys.stderr)
@@ -237,19 +299,19 @@ def online(env: Env,
            episodes: int = typer.Option(100, min=1, help="episodes per run (E)"),
            seeds: Seeds = 10, tune: Tune = False, workers: Workers = DEFAULT_WORKERS,
            out: Out = None, overwrite: Overwrite = False,
-           checkpoint: Checkpoint = None) -> None:
-    """Online protocol (SPEC §3): learning curves scored exactly after every episode."""
+           checkpoint: Checkpoint = None, env_kwargs: EnvKwargs = None) -> None:
+    """Online protocol: learning curves scored exactly after every episode."""
     from rlfm import evaluate
 
     names = _agent_names(agents)
-    fixed = _fixed(checkpoint)
+    fixed, kwargs = _fixed(checkpoint), _env_kwargs(env_kwargs)
     with _output_dir(out, overwrite):
         tasks = _n_tasks(names, seeds, tune)
-        _announce(env, tasks, episodes)
+        _announce(env, kwargs, tasks, episodes)
         with _progress(tasks, f"online {env}") as advance:
             _run_protocol(lambda: evaluate.run_online(
                 env, names, episodes, seeds, tune=tune, workers=workers, progress=advance,
-                fixed=fixed), out, online_table)
+                fixed=fixed, env_kwargs=kwargs), out, online_table, names, checkpoint)
 
 
 @app.command()
@@ -264,12 +326,12 @@ def offline(env: Env,
                                                           "--dataset-episodes)"),
             seeds: Seeds = 10, tune: Tune = False, workers: Workers = DEFAULT_WORKERS,
             out: Out = None, overwrite: Overwrite = False,
-            checkpoint: Checkpoint = None) -> None:
-    """Offline protocol (SPEC §3): each agent learns from a fixed dataset; scored exactly."""
+            checkpoint: Checkpoint = None, env_kwargs: EnvKwargs = None) -> None:
+    """Offline protocol: each agent learns from a fixed dataset; scored exactly."""
     from rlfm import evaluate
 
     names = _agent_names(agents)
-    fixed = _fixed(checkpoint)
+    fixed, kwargs = _fixed(checkpoint), _env_kwargs(env_kwargs)
     if dataset is not None:
         given = [flag for flag, value in (("--behavior", behavior),
                                           ("--dataset-episodes", dataset_episodes)) if value]
@@ -280,10 +342,11 @@ def offline(env: Env,
         from rlfm.envs import load_mdp
 
         with _output_dir(out, overwrite):
-            mdp = load_mdp(env)
+            mdp = load_mdp(env, **kwargs)
             stats, n_episodes = load_dataset(dataset, mdp.n_states, mdp.n_actions)
-            _run_protocol(lambda: evaluate.run_offline_dataset(env, names, stats, n_episodes,
-                                                               fixed), out, offline_table)
+            _run_protocol(lambda: evaluate.run_offline_dataset(
+                env, names, stats, n_episodes, fixed, env_kwargs=kwargs), out, offline_table,
+                names, checkpoint)
         return
     try:
         sizes = [int(d) for d in _split(dataset_episodes or DATASET_EPISODES)]
@@ -292,11 +355,12 @@ def offline(env: Env,
             from None
     with _output_dir(out, overwrite):
         tasks = len(sizes) * _n_tasks([], seeds, tune, names)
-        _announce(env, tasks, max(sizes, default=0))
+        _announce(env, kwargs, tasks, max(sizes, default=0))
         with _progress(tasks, f"offline {env}") as advance:
             _run_protocol(lambda: evaluate.run_offline(
                 env, names, behavior or "uniform", sizes, seeds, tune=tune, workers=workers,
-                progress=advance, fixed=fixed), out, offline_table)
+                progress=advance, fixed=fixed, env_kwargs=kwargs), out, offline_table, names,
+                checkpoint)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Users' offline datasets (SPEC §2): a Minari dataset with Discrete spaces, or an `.npz` of flat
+"""Users' offline datasets (docs/datasets.md): a Minari dataset with Discrete spaces, or an `.npz` of flat
 transition arrays `observations, actions, rewards, next_observations, terminations` plus
 `n_states`, `n_actions`. Either becomes a Statistics of the MDP it is scored on."""
 

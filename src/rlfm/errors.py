@@ -6,7 +6,7 @@ class RlfmError(Exception):
 
 
 class InvalidMDPError(RlfmError, ValueError):
-    """An MDP (arrays or `.npz` file) that breaks the format of SPEC §2."""
+    """An MDP (arrays or `.npz` file) that breaks the format of docs/environments.md."""
 
 
 class InvalidDataError(RlfmError, ValueError):

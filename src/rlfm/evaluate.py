@@ -1,4 +1,4 @@
-"""The evaluation protocol of SPEC §3: online learning curves scored exactly after every episode,
+"""The evaluation protocol (docs/protocol.md): online learning curves scored exactly after every episode,
 and offline datasets from a behaviour policy, scored exactly once.
 
 Agents act in a real Gymnasium environment (for toy-text environments, with the environment's own
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from rlfm import agents
+from rlfm import __version__, agents
 from rlfm.agents.base import Agent
 from rlfm.envs import load_mdp
 from rlfm.envs import make as make_env
@@ -36,7 +36,7 @@ def env_seed(seed: int) -> int:
 def run_episode(env: gym.Env, agent: Agent, horizon: int, seed: int | None = None,
                 gamma: float = 1.0) -> float:
     """One episode of `agent` in `env` (at most `horizon` steps); returns the reward collected,
-    discounted by `gamma` per step as J is (SPEC §3). `seed` (a run's seed) reseeds the
+    discounted by `gamma` per step as J is. `seed` (a run's seed) reseeds the
     environment: pass it for the first episode of a run only."""
     state, _ = env.reset(seed=None if seed is None else env_seed(seed))
     total, discount = 0.0, 1.0
@@ -116,7 +116,7 @@ class _Recorder(Agent):
 
 def collect_dataset(env: gym.Env, mdp: TabularMDP, behavior: str, episodes: int,
                     seed: int) -> Statistics:
-    """The statistic of `episodes` episodes of the named behaviour (SPEC §3) in `env`."""
+    """The statistic of `episodes` episodes of the named behaviour in `env`."""
     recorder = _Recorder(BehaviorAgent(mdp, BEHAVIOR_EPSILON[behavior], seed=seed))
     for k in range(episodes):
         run_episode(env, recorder, mdp.horizon, seed=seed if k == 0 else None)
@@ -145,8 +145,8 @@ class AgentSpec:
 
 
 def _online_task(args) -> OnlineRun:
-    env_id, reference, spec, episodes, seed = args
-    env = make_env(env_id)
+    (env_id, env_kwargs), reference, spec, episodes, seed = args
+    env = make_env(env_id, **env_kwargs)
     mdp = TabularMDP.from_gymnasium(env)
     agent = agents.make(spec.name, mdp.n_states, mdp.n_actions, horizon=mdp.horizon, seed=seed,
                         **dict(spec.knobs))
@@ -154,8 +154,8 @@ def _online_task(args) -> OnlineRun:
 
 
 def _offline_task(args) -> list[float]:
-    env_id, reference, specs, behavior, n_episodes, seed = args
-    env = make_env(env_id)
+    (env_id, env_kwargs), reference, specs, behavior, n_episodes, seed = args
+    env = make_env(env_id, **env_kwargs)
     mdp = TabularMDP.from_gymnasium(env)
     stats = collect_dataset(env, mdp, behavior, n_episodes, seed)
     return [reference.normalise(evaluate_policy(mdp, _fit(spec, mdp, stats, seed)))
@@ -243,7 +243,7 @@ def _check_memory(mdp: TabularMDP, workers: int, n_tasks: int) -> None:
 
 def summarize_online(runs: list[OnlineRun], optimal_return: float,
                      seed_ids: list[int] | None = None) -> dict:
-    """SPEC §3 figures from the runs of one agent over seeds, and each seed's curve."""
+    """The protocol's figures from the runs of one agent over seeds, and each seed's curve."""
     scores = np.stack([r.scores for r in runs])
     curve = scores.mean(axis=0)
     below = np.flatnonzero(curve < THRESHOLD)
@@ -283,20 +283,22 @@ def default_specs(names: Iterable[str], fixed: dict | None = None) -> list[Agent
 
 def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
                tune: bool = False, workers: int = 1, progress=None,
-               fixed: dict | None = None) -> dict:
+               fixed: dict | None = None, env_kwargs: dict | None = None) -> dict:
     """Online protocol: every named agent at its defaults (plus `fixed[name]` knobs); with
     `tune`, also every tunable baseline at the grid value with the best AUC on TUNING_SEEDS
-    seeds (reported on all seeds). Ctrl-C raises Interrupted with the seeds finished so far."""
+    seeds (reported on all seeds). Ctrl-C raises Interrupted with the seeds finished so far.
+    `env_kwargs` go to `gymnasium.make`."""
     names = list(names)
     specs = default_specs(names, fixed)
-    mdp = load_mdp(env_id)
+    env = (env_id, dict(env_kwargs or {}))
+    mdp = load_mdp(env_id, **env[1])
     _check_memory(mdp, workers, seeds * len(specs))
     reference = ScoreReference.of(mdp)
     finished: list = []  # (task, run or None)
 
     def run(group: list[AgentSpec]) -> None:
         # seed by seed, so that an interrupted run holds about as many seeds of every agent
-        tasks = [(env_id, reference, spec, episodes, seed) for seed in range(seeds)
+        tasks = [(env, reference, spec, episodes, seed) for seed in range(seeds)
                  for spec in group]
         try:
             finished.extend(zip(tasks, _map(_online_task, tasks, workers, progress), strict=True))
@@ -309,7 +311,7 @@ def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
         run(specs)
         if tune:
             tuned = _tuned_specs(names, lambda candidates: _best_online(
-                env_id, reference, candidates, episodes, workers, progress))
+                env, reference, candidates, episodes, workers, progress))
             specs += tuned
             run(tuned)
         complete = True
@@ -322,7 +324,7 @@ def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
     entries = {spec.title: {"knobs": dict(spec.knobs), **summarize_online(
         [r for _, r in done], reference.optimal_return, [seed for seed, _ in done])}
         for spec, done in by_spec.items() if done}
-    return _finish(_envelope(env_id, "online", mdp, reference, entries, complete))
+    return _finish(_envelope(env, "online", mdp, reference, entries, complete))
 
 
 def _finish(results: dict) -> dict:
@@ -332,8 +334,8 @@ def _finish(results: dict) -> dict:
     return results
 
 
-def _best_online(env_id, reference, candidates, episodes, workers, progress) -> AgentSpec:
-    tasks = [(env_id, reference, spec, episodes, seed) for spec in candidates
+def _best_online(env, reference, candidates, episodes, workers, progress) -> AgentSpec:
+    tasks = [(env, reference, spec, episodes, seed) for spec in candidates
              for seed in TUNING_SEEDS]
     runs = _map(_online_task, tasks, workers, progress)
     seeds = len(TUNING_SEEDS)
@@ -353,7 +355,8 @@ def _tuned_specs(names, pick_best) -> list[AgentSpec]:
 
 def run_offline(env_id: str, names: Iterable[str], behavior: str,
                 dataset_episodes: Iterable[int], seeds: int, *, tune: bool = False,
-                workers: int = 1, progress=None, fixed: dict | None = None) -> dict:
+                workers: int = 1, progress=None, fixed: dict | None = None,
+                env_kwargs: dict | None = None) -> dict:
     """Offline protocol: for each dataset size D and seed, one dataset of D episodes of the
     behaviour; every agent fits it and its policy is scored exactly. With `tune`, tunable
     baselines are also reported at the knob with the best mean score over all D (per env)."""
@@ -364,16 +367,17 @@ def run_offline(env_id: str, names: Iterable[str], behavior: str,
     sizes = [int(d) for d in dataset_episodes]
     if not sizes or min(sizes) < 1:
         raise RlfmError("dataset sizes must be positive numbers of episodes")
-    mdp = load_mdp(env_id)
+    env = (env_id, dict(env_kwargs or {}))
+    mdp = load_mdp(env_id, **env[1])
     _check_memory(mdp, workers, seeds * len(sizes))
     reference = ScoreReference.of(mdp)
     seed_ids, reporting, complete = [], False, False
     try:
         if tune:
             specs += _tuned_specs(names, lambda candidates: _best_offline(
-                env_id, reference, candidates, behavior, sizes, workers, progress))
+                env, reference, candidates, behavior, sizes, workers, progress))
         reporting = True
-        scores, seed_ids = _offline_scores(env_id, reference, specs, behavior, sizes,
+        scores, seed_ids = _offline_scores(env, reference, specs, behavior, sizes,
                                            range(seeds), workers, progress)
         complete = True
     except Interrupted as stop:
@@ -386,15 +390,15 @@ def run_offline(env_id: str, names: Iterable[str], behavior: str,
                             "seeds": len(seed_ids), "seed_ids": seed_ids,
                             "scores": scores[:, :, i].tolist()}
                for i, spec in enumerate(specs)} if seed_ids else {}
-    return _finish(_envelope(env_id, "offline", mdp, reference, entries, complete))
+    return _finish(_envelope(env, "offline", mdp, reference, entries, complete))
 
 
-def _offline_scores(env_id, reference, specs, behavior, sizes, seeds, workers,
+def _offline_scores(env, reference, specs, behavior, sizes, seeds, workers,
                     progress) -> tuple[np.ndarray, list[int]]:
     """Scores of shape (len(seeds), len(sizes), len(specs)) (every spec fits the same datasets)
     and the seeds. Interrupted: raised with the same pair for the seeds whose every D finished."""
     seeds = list(seeds)
-    tasks = [(env_id, reference, specs, behavior, d, seed) for seed in seeds for d in sizes]
+    tasks = [(env, reference, specs, behavior, d, seed) for seed in seeds for d in sizes]
     try:
         flat = _map(_offline_task, tasks, workers, progress)
     except Interrupted as stop:
@@ -405,17 +409,19 @@ def _offline_scores(env_id, reference, specs, behavior, sizes, seeds, workers,
     return np.array(flat).reshape(len(seeds), len(sizes), len(specs)), seeds
 
 
-def _best_offline(env_id, reference, candidates, behavior, sizes, workers,
+def _best_offline(env, reference, candidates, behavior, sizes, workers,
                   progress) -> AgentSpec:
-    scores, _ = _offline_scores(env_id, reference, candidates, behavior, sizes, TUNING_SEEDS,
+    scores, _ = _offline_scores(env, reference, candidates, behavior, sizes, TUNING_SEEDS,
                                 workers, progress)
     return candidates[int(np.argmax(scores.mean(axis=(0, 1))))]
 
 
 def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
-                        n_episodes: int | None, fixed: dict | None = None) -> dict:
+                        n_episodes: int | None, fixed: dict | None = None,
+                        env_kwargs: dict | None = None) -> dict:
     """Offline protocol on the user's own dataset: each agent fits it once; scored exactly."""
-    mdp = load_mdp(env_id)
+    env = (env_id, dict(env_kwargs or {}))
+    mdp = load_mdp(env_id, **env[1])
     reference = ScoreReference.of(mdp)
     results = {}
     for spec in default_specs(names, fixed):
@@ -424,12 +430,15 @@ def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
                                "dataset_episodes": [n_episodes],
                                "score": [reference.normalise(evaluate_policy(mdp, policy))],
                                "score_std": [0.0], "seeds": 1}
-    return _envelope(env_id, "offline", mdp, reference, results, complete=True)
+    return _envelope(env, "offline", mdp, reference, results, complete=True)
 
 
-def _envelope(env_id: str, protocol: str, mdp: TabularMDP, reference: ScoreReference,
+def _envelope(env: tuple[str, dict], protocol: str, mdp: TabularMDP, reference: ScoreReference,
               results: dict, complete: bool) -> dict:
-    return {"env": env_id, "protocol": protocol, "complete": complete, "n_states": mdp.n_states,
+    env_id, env_kwargs = env
+    extra = {"env_kwargs": env_kwargs} if env_kwargs else {}
+    return {"env": env_id, **extra, "protocol": protocol, "complete": complete,
+            "scoring": "exact", "rlfm_version": __version__, "n_states": mdp.n_states,
             "n_actions": mdp.n_actions, "horizon": mdp.horizon,
             "optimal_return": reference.optimal_return,
             "uniform_return": reference.uniform_return, "agents": results}

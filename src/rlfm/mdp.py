@@ -1,4 +1,4 @@
-"""Tabular MDPs, their exact solvers and the normalised score of SPEC §3.
+"""Tabular MDPs, their exact solvers and the normalised score (docs/protocol.md).
 
 A `TabularMDP` keeps its transitions as one (S*A, S) operator: a dense array for small MDPs,
 a `scipy.sparse.csr_array` for large ones, so that every solver is written once as
@@ -135,7 +135,7 @@ class TabularMDP:
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the SPEC §2 `.npz` (atomically). A sparse MDP stores P as CSR arrays."""
+        """Write the MDP `.npz` (docs/environments.md) (atomically). A sparse MDP stores P as CSR arrays."""
         arrays = dict(R=self.R, initial=self.initial, horizon=np.int64(self.horizon),
                       terminal=self.terminal, gamma=np.float64(self.gamma))
         if self.is_sparse:

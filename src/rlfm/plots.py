@@ -1,4 +1,4 @@
-"""Figures of the evaluation protocol, drawn from a results.json dictionary (SPEC §5)."""
+"""Figures of the evaluation protocol, drawn from a results.json dictionary (docs/results.md)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@ id (`rlfm/RiverSwim-v0`, ...), and `make`, which resolves what the command line 
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -69,15 +72,18 @@ EVAL_GARNETS = {
     "rlfm/Garnet20-v0": dict(n_states=20, n_actions=4, branching=3, seed=1001, horizon=30),
     "rlfm/Garnet50-v0": dict(n_states=50, n_actions=5, branching=5, seed=1002, horizon=40),
 }
+# Each is registered with its default horizon as max_episode_steps (`make` adjusts it when
+# keyword arguments change the horizon).
 for _id, _builder in SUITE_BUILDERS.items():
     if _id not in gym.registry:
-        gym.register(id=_id, entry_point=_tabular(_builder), disable_env_checker=True)
+        gym.register(id=_id, entry_point=_tabular(_builder), disable_env_checker=True,
+                     max_episode_steps=_builder().horizon)
 for _id, _kwargs in EVAL_GARNETS.items():
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_tabular(classic.garnet), kwargs=_kwargs,
-                     disable_env_checker=True)
+                     disable_env_checker=True, max_episode_steps=_kwargs["horizon"])
 
-# The public benchmark suite (SPEC §4) and its online budget in episodes (Taxi's is smaller: with
+# The public benchmark suite (docs/protocol.md) and its online budget in episodes (Taxi's is smaller: with
 # S = 500 an episode costs every agent some 25 times more than on the other MDPs).
 PUBLIC_SUITE = {
     "FrozenLake-v1": 300,
@@ -98,13 +104,26 @@ LEGACY_IDS = {"Taxi-v3": "Taxi-v4", "CliffWalking-v0": "CliffWalking-v1"}
 
 
 def make(env: str, **kwargs) -> gym.Env:
-    """What the command line calls ENV: a path to an MDP `.npz`, or a Gymnasium id whose spaces
-    are Discrete. Raises InvalidEnvironmentError / InvalidMDPError with a one-line message."""
+    """What the command line calls ENV: a path to an MDP `.npz`, a Gymnasium id whose spaces are
+    Discrete, or `module:EnvId` (the module, e.g. a user's file in the current directory, is
+    imported first so that it can register EnvId); `kwargs` go to `gymnasium.make`. Raises
+    InvalidEnvironmentError / InvalidMDPError with a one-line message."""
     if env.endswith(".npz") or Path(env).is_file():
+        if kwargs:
+            raise InvalidEnvironmentError(f"{env}: an MDP file takes no environment arguments")
         return TabularEnv(TabularMDP.load(env))
-    env_id = env if env in gym.registry else LEGACY_IDS.get(env, env)
+    env_id = env
+    if ":" in env:
+        module, env_id = env.split(":", 1)
+        _import_user_module(module, env)
+    env_id = env_id if env_id in gym.registry else LEGACY_IDS.get(env_id, env_id)
     try:
         made = gym.make(env_id, **kwargs)
+        mdp = getattr(made.unwrapped, "mdp", None)
+        limit = made.spec.max_episode_steps if made.spec else None
+        if isinstance(mdp, TabularMDP) and limit not in (None, mdp.horizon) \
+                and "max_episode_steps" not in kwargs:  # the arguments changed the horizon
+            made = gym.make(env_id, max_episode_steps=mdp.horizon, **kwargs)
     except gym.error.Error as e:
         raise InvalidEnvironmentError(f"unknown environment {env!r}: {e}") from None
     except TypeError as e:
@@ -115,6 +134,18 @@ def make(env: str, **kwargs) -> gym.Env:
             f"{env}: rlfm needs Discrete observation and action spaces, got "
             f"{type(spaces[0]).__name__} and {type(spaces[1]).__name__}")
     return made
+
+
+def _import_user_module(module: str, env: str) -> None:
+    """Import the module named in `module:EnvId`, from the current directory too (as `python -m`
+    would); any failure is a one-line InvalidEnvironmentError."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # a user's module can fail in any way: report it, never a traceback
+        raise InvalidEnvironmentError(f"{env}: cannot import module {module!r} "
+                                      f"({type(e).__name__}: {e})") from None
 
 
 def load_mdp(env: str, **kwargs) -> TabularMDP:

@@ -1,0 +1,137 @@
+"""What a user of the field expects (issue 16, first part): their own environments by
+`module:EnvId` and --env-kwargs, registered environments that pass Gymnasium's checker, results
+that record how they were made, a tidy CSV, `--version`, and docs that stay inside the repo."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import rlfm
+from rlfm.checkpoint import pretrained_path
+from rlfm.envs import EVAL_GARNETS, SUITE_BUILDERS
+
+ROOT = Path(__file__).parent.parent
+RLFM_CLI = [sys.executable, "-m", "rlfm"]
+
+USER_MODULE = '''
+import gymnasium as gym
+import numpy as np
+
+import rlfm
+from rlfm.envs import TabularEnv
+
+
+def corridor(length=8, horizon=20):
+    P = np.zeros((length, 2, length))
+    for s in range(length):
+        P[s, 0, max(s - 1, 0)] = 1.0
+        P[s, 1, min(s + 1, length - 1)] = 1.0
+    R = np.zeros((length, 2))
+    R[length - 1, 1] = 1.0
+    return rlfm.TabularMDP(P, R, np.eye(length)[0], horizon)
+
+
+gym.register(id="UserCorridor-v0", entry_point=lambda **kw: TabularEnv(corridor(**kw)),
+             max_episode_steps=20)
+'''
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([*RLFM_CLI, *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_a_users_module_and_env_kwargs(tmp_path):
+    (tmp_path / "usercorridor.py").write_text(USER_MODULE)
+    solved = cli("solve", "usercorridor:UserCorridor-v0", "--json", "--env-kwargs",
+                 '{"length": 5}', cwd=tmp_path)
+    assert solved.returncode == 0, solved.stderr
+    result = json.loads(solved.stdout)
+    assert (result["n_states"], result["horizon"]) == (5, 20)
+    assert result["optimal_return"] == pytest.approx(20 - 4)  # 4 steps right, then paid each step
+    ran = cli("online", "usercorridor:UserCorridor-v0", "--env-kwargs", '{"length": 4}',
+              "--agents", "psrl", "--episodes", "3", "--seeds", "2", "--workers", "2",
+              "--out", tmp_path / "out", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["env_kwargs"] == {"length": 4} and results["n_states"] == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["solve", "no_such_module:X-v0"], "cannot import module 'no_such_module'"),
+    (["solve", "FrozenLake-v1", "--env-kwargs", "{map"], "--env-kwargs must be a JSON object"),
+    (["solve", "FrozenLake-v1", "--env-kwargs", "[1, 2]"], "--env-kwargs must be a JSON object"),
+    (["solve", "FrozenLake-v1", "--env-kwargs", '{"mapname": "8x8"}'], "bad arguments"),
+])
+def test_bad_environment_arguments_give_one_line(tmp_path, args, message):
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+@pytest.mark.parametrize("env_id", [*SUITE_BUILDERS, *EVAL_GARNETS])
+def test_registered_environments_have_a_time_limit_and_pass_the_checker(env_id):
+    env = gym.make(env_id)
+    assert env.spec.max_episode_steps == env.unwrapped.mdp.horizon
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_env_kwargs_that_change_the_horizon_move_the_time_limit():
+    env = rlfm.envs.make("rlfm/DeepSea-v0", size=6)
+    assert env.spec.max_episode_steps == env.unwrapped.mdp.horizon == 6
+    assert rlfm.envs.load_mdp("rlfm/DeepSea-v0", size=6).horizon == 6
+
+
+def test_results_record_how_they_were_made_and_match_the_csv(tmp_path):
+    ran = cli("online", "rlfm/NChain-v0", "--agents", "rlfm,uniform", "--episodes", "3",
+              "--seeds", "2", "--workers", "1", "--out", tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["rlfm_version"] == rlfm.__version__ and results["scoring"] == "exact"
+    assert results["command"].startswith("rlfm online rlfm/NChain-v0 --agents rlfm,uniform")
+    shipped = json.loads(pretrained_path().with_suffix(".json").read_text())
+    assert results["checkpoint"] == {"name": "rlfm-v1", "sha256": shipped["weights_sha256"]}
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert len(rows) == 2 * 2 * 3
+    for name, entry in results["agents"].items():
+        for seed, curve in zip(entry["seed_ids"], entry["curves"], strict=True):
+            mine = [float(r["score"]) for r in rows if r["agent"] == name
+                    and int(r["seed"]) == seed]
+            np.testing.assert_array_equal(mine, curve)
+    offline = cli("offline", "FrozenLake-v1", "--agents", "cevi", "--dataset-episodes", "1,3",
+                  "--seeds", "2", "--workers", "1", "--out", tmp_path / "off")
+    assert offline.returncode == 0, offline.stderr
+    results = json.loads((tmp_path / "off" / "results.json").read_text())
+    assert "checkpoint" not in results  # the model did not run
+    rows = list(csv.DictReader((tmp_path / "off" / "results.csv").open()))
+    assert [(r["seed"], r["dataset_episodes"]) for r in rows] == [
+        ("0", "1"), ("0", "3"), ("1", "1"), ("1", "3")]
+    np.testing.assert_allclose(np.array([float(r["score"]) for r in rows]).reshape(2, 2).mean(0),
+                               results["agents"]["cevi"]["score"])
+
+
+def test_version():
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"rlfm {rlfm.__version__}"
+
+
+def test_docs_and_help_never_point_outside_the_repo():
+    pages = [ROOT / "README.md", ROOT / "MODEL_CARD.md", *(ROOT / "docs").glob("*.md")]
+    texts = [p.read_text() for p in pages]
+    texts += [cli(*command, "--help").stdout for command in
+              ([], ["online"], ["offline"], ["bench"], ["train"], ["demo"], ["solve"])]
+    for text in texts:
+        assert "shared/" not in text and "SPEC" not in text
+    for page in pages:  # every relative link resolves to a file of the repository
+        for link in page.read_text().split("](")[1:]:
+            target = link.split(")")[0].split("#")[0]
+            if target and not target.startswith("http"):
+                path = (page.parent / target).resolve()
+                assert path.exists() and ROOT.resolve() in path.parents, (page.name, target)
