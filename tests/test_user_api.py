@@ -135,3 +135,36 @@ def test_docs_and_help_never_point_outside_the_repo():
             if target and not target.startswith("http"):
                 path = (page.parent / target).resolve()
                 assert path.exists() and ROOT.resolve() in path.parents, (page.name, target)
+
+
+def test_every_python_block_of_the_readme_runs_in_order(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    assert len(blocks) >= 2
+    script = tmp_path / "readme.py"
+    script.write_text("\n".join(blocks))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_plots_clip_bands_and_draw_without_warnings(tmp_path):
+    import warnings
+
+    from rlfm.plots import plot_offline, plot_online
+
+    curves = {f"agent{i}": {"curve": [-0.4, 0.5, 1.0], "curve_std": [0.1, 0.9, 0.4], "seeds": 3}
+              for i in range(12)}
+    results = {"env": "X", "n_states": 2, "n_actions": 2, "horizon": 3, "agents": curves,
+               "checkpoint": {"name": "rlfm-v1", "sha256": "0" * 64}, "complete": False}
+    offline = {"env": "X", "agents": {"a": {"dataset_episodes": [1, 3], "score": [-0.2, 0.9],
+                                            "score_std": [0.5, 0.5], "seeds": 2},
+                                      "a (tuned)": {"dataset_episodes": [1, 3],
+                                                    "score": [0.1, 1.0], "score_std": [0, 0],
+                                                    "seeds": 2}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_online(results, tmp_path / "online.png")
+        plot_offline(offline, tmp_path / "offline.png")
+    assert (tmp_path / "online.png").stat().st_size > 0
+    assert (tmp_path / "offline.png").stat().st_size > 0

@@ -179,13 +179,13 @@ def _run_protocol(run, out: Path | None, make_table, names: list[str],
     from rlfm.evaluate import Interrupted
 
     try:
-        results = run()
+        results = _provenance(run(), names, checkpoint)
     except Interrupted as stop:
-        results = stop.results
-        if results is not None:
-            _write_outputs(_provenance(results, names, checkpoint), out, make_table(results))
+        if stop.results is not None:
+            results = _provenance(stop.results, names, checkpoint)
+            _write_outputs(results, out, make_table(results))
         raise
-    _write_outputs(_provenance(results, names, checkpoint), out, make_table(results))
+    _write_outputs(results, out, make_table(results))
 
 
 def _provenance(results: dict, names: list[str], checkpoint: Path | None) -> dict:
@@ -245,6 +245,8 @@ def tidy_csv(results: dict) -> str:
 
 
 def _title(results: dict, text: str) -> str:
+    if "checkpoint" in results:
+        text += f", checkpoint {results['checkpoint']['name']}"
     if not results["complete"]:
         text += " — interrupted, partial"
     return text
