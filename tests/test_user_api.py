@@ -168,3 +168,38 @@ def test_plots_clip_bands_and_draw_without_warnings(tmp_path):
         plot_offline(offline, tmp_path / "offline.png")
     assert (tmp_path / "online.png").stat().st_size > 0
     assert (tmp_path / "offline.png").stat().st_size > 0
+
+
+def test_agents_with_knobs_on_the_command_line(tmp_path):
+    from rlfm.agents import parse_spec
+
+    assert parse_spec("rlfm(exploration=greedy)") == ("rlfm", {"exploration": "greedy"})
+    assert parse_spec(" ucbvi( bonus_scale = 0.01, reward_range=[-1, 2] ) ") == (
+        "ucbvi", {"bonus_scale": 0.01, "reward_range": (-1, 2)})
+    ran = cli("online", "rlfm/NChain-v0", "--agents",
+              "rlfm(exploration=greedy),psrl(prior_strength=0.3),psrl", "--episodes", "2",
+              "--seeds", "1", "--workers", "1", "--out", tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    entries = json.loads((tmp_path / "results.json").read_text())["agents"]
+    assert entries["rlfm(exploration=greedy)"]["knobs"] == {"exploration": "greedy"}
+    assert entries["psrl(prior_strength=0.3)"]["knobs"] == {"prior_strength": 0.3}
+    assert entries["psrl"]["knobs"] == {}
+
+
+@pytest.mark.parametrize("agents, message", [
+    ("rlfm(exploration=wild)", "exploration must be one of"),
+    ("psrl(prior=1)", "bad knob for agent 'psrl'"),
+    ("psrl(0.3)", "knobs are written knob=value"),
+    ("psrl(", "expected NAME or NAME(knob=value"),
+    ("nobody", "unknown agent 'nobody'"),
+])
+def test_bad_agent_specs_give_one_line(agents, message):
+    result = cli("online", "rlfm/NChain-v0", "--agents", agents, "--episodes", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
+def test_device_cuda_without_a_gpu_is_refused_before_work():
+    result = cli("online", "rlfm/NChain-v0", "--device", "cuda", "--episodes", "100000")
+    assert result.returncode == 2 and "no CUDA device" in result.stderr

@@ -93,8 +93,8 @@ def _rlfm_fingerprint(fixed: dict | None) -> str:
 
 
 def _is_rlfm(entry_name: str) -> bool:
-    """An entry of the rlfm agent ("rlfm", or "rlfm (...)" with fixed knobs)."""
-    return entry_name.split(" ")[0] == "rlfm"
+    """An entry of the rlfm agent ("rlfm", "rlfm(knob=...)" or "rlfm (...)")."""
+    return entry_name.split(" ")[0].split("(")[0] == "rlfm"
 
 
 def _missing(cell: Path, names: list[str], force: bool, seeds: int, fingerprint: str,

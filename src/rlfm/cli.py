@@ -40,6 +40,9 @@ Out = Annotated[Path | None, typer.Option(help="directory for results.json, plot
 Overwrite = Annotated[bool, typer.Option(help="replace the results already in --out")]
 Checkpoint = Annotated[Path | None, typer.Option(help=CHECKPOINT_HELP)]
 Tune = Annotated[bool, typer.Option(help="also report baselines at their best grid knob")]
+Device = Annotated[str, typer.Option(help="where the rlfm agent's network runs: cpu or cuda")]
+AGENTS_HELP = ("comma-separated agents, each NAME or NAME(knob=value, ...), e.g. "
+               "'rlfm(exploration=greedy),psrl'")
 DEMO_ENV, DEMO_EPISODES, DEMO_SEEDS = "FrozenLake8x8-v1", 150, 4
 LARGE_RUN = 2_000_000  # environment steps above which a run says how large it is first
 
@@ -117,25 +120,39 @@ def _n_tasks(names, seeds: int, tune: bool, grouped: list[str] | None = None) ->
         len(tuning_candidates(n)) for n in tuned)
 
 
-def _fixed(checkpoint: Path | None) -> dict:
-    """Knobs fixed by the command line: the rlfm agent's checkpoint (checked before any work)."""
-    if checkpoint is None:
-        return {}
-    from rlfm.checkpoint import read_config
+def _fixed(checkpoint: Path | None, device: str = "cpu") -> dict:
+    """Knobs fixed by the command line: the rlfm agent's checkpoint and device (checked before
+    any work)."""
+    knobs: dict = {}
+    if checkpoint is not None:
+        from rlfm.checkpoint import read_config
 
-    read_config(checkpoint)
-    return {"rlfm": {"checkpoint": str(checkpoint)}}
+        read_config(checkpoint)
+        knobs["checkpoint"] = str(checkpoint)
+    if device != "cpu":
+        import torch
+
+        if device != "cuda":
+            raise RlfmError(f"--device must be cpu or cuda, got {device!r}")
+        if not torch.cuda.is_available():
+            raise RlfmError("--device cuda: no CUDA device is available")
+        knobs["device"] = device
+    return {"rlfm": knobs} if knobs else {}
 
 
 def _agent_names(text: str) -> list[str]:
-    """Agent names from the command line, checked before any work starts."""
-    from rlfm.agents import agent_class
+    """Agents from the command line (`NAME` or `NAME(knob=value, ...)`), each built once on a
+    tiny MDP so that a bad name or knob is reported before any work starts."""
+    from rlfm.agents import make, parse_spec
+    from rlfm.agents.base import split_top_level
 
-    names = _split(text)
+    names = split_top_level(text)
     if not names:
         raise RlfmError("--agents needs at least one agent name")
-    for name in names:
-        agent_class(name)
+    for spec in names:
+        name, knobs = parse_spec(spec)
+        if "device" not in knobs:  # never touch a GPU in the parent of the worker processes
+            make(name, 2, 2, horizon=2, **knobs)
     return names
 
 
@@ -297,16 +314,17 @@ def _knobs(knobs: dict) -> str:
 @app.command()
 @_interruptible
 def online(env: Env,
-           agents: str = typer.Option(DEFAULT_ONLINE, help="comma-separated agent names"),
+           agents: str = typer.Option(DEFAULT_ONLINE, help=AGENTS_HELP),
            episodes: int = typer.Option(100, min=1, help="episodes per run (E)"),
            seeds: Seeds = 10, tune: Tune = False, workers: Workers = DEFAULT_WORKERS,
            out: Out = None, overwrite: Overwrite = False,
-           checkpoint: Checkpoint = None, env_kwargs: EnvKwargs = None) -> None:
+           checkpoint: Checkpoint = None, env_kwargs: EnvKwargs = None,
+           device: Device = "cpu") -> None:
     """Online protocol: learning curves scored exactly after every episode."""
     from rlfm import evaluate
 
+    fixed, kwargs = _fixed(checkpoint, device), _env_kwargs(env_kwargs)
     names = _agent_names(agents)
-    fixed, kwargs = _fixed(checkpoint), _env_kwargs(env_kwargs)
     with _output_dir(out, overwrite):
         tasks = _n_tasks(names, seeds, tune)
         _announce(env, kwargs, tasks, episodes)
@@ -319,7 +337,7 @@ def online(env: Env,
 @app.command()
 @_interruptible
 def offline(env: Env,
-            agents: str = typer.Option(DEFAULT_OFFLINE, help="comma-separated agent names"),
+            agents: str = typer.Option(DEFAULT_OFFLINE, help=AGENTS_HELP),
             behavior: str | None = typer.Option(None, help="uniform (default) | medium | expert"),
             dataset_episodes: str | None = typer.Option(
                 None, help=f"comma-separated dataset sizes D (default {DATASET_EPISODES})"),
@@ -328,12 +346,13 @@ def offline(env: Env,
                                                           "--dataset-episodes)"),
             seeds: Seeds = 10, tune: Tune = False, workers: Workers = DEFAULT_WORKERS,
             out: Out = None, overwrite: Overwrite = False,
-            checkpoint: Checkpoint = None, env_kwargs: EnvKwargs = None) -> None:
+            checkpoint: Checkpoint = None, env_kwargs: EnvKwargs = None,
+            device: Device = "cpu") -> None:
     """Offline protocol: each agent learns from a fixed dataset; scored exactly."""
     from rlfm import evaluate
 
+    fixed, kwargs = _fixed(checkpoint, device), _env_kwargs(env_kwargs)
     names = _agent_names(agents)
-    fixed, kwargs = _fixed(checkpoint), _env_kwargs(env_kwargs)
     if dataset is not None:
         given = [flag for flag, value in (("--behavior", behavior),
                                           ("--dataset-episodes", dataset_episodes)) if value]
@@ -377,14 +396,14 @@ def bench(suite: str = typer.Option("public", help="benchmark suite"),
           episodes_scale: float = typer.Option(1.0, min=0.01, help="scale the online budgets"),
           workers: Workers = DEFAULT_WORKERS,
           force: bool = typer.Option(False, help="rerun cells that already have results"),
-          checkpoint: Checkpoint = None) -> None:
+          checkpoint: Checkpoint = None, device: Device = "cpu") -> None:
     """Run the whole protocol on a suite (resumable); regenerate benchmarks/RESULTS.md when run
     from a checkout of the repository."""
     from rlfm.bench import assemble_results, run_suite
 
     console = Console(stderr=True)
+    fixed = _fixed(checkpoint, device)
     online_names, offline_names = _agent_names(online_agents), _agent_names(offline_agents)
-    fixed = _fixed(checkpoint)
     with OutputDir(out, overwrite=True):  # resumable: results already there are kept
         summary = run_suite(suite, out, online_agents=online_names, offline_agents=offline_names,
                             seeds=seeds, episodes_scale=episodes_scale, workers=workers,
@@ -405,10 +424,11 @@ def bench(suite: str = typer.Option("public", help="benchmark suite"),
 def demo(out: Path = typer.Option(Path("results/demo"), help="directory for the results"),
          episodes: int = typer.Option(DEMO_EPISODES, min=1, help="episodes per run"),
          seeds: Seeds = DEMO_SEEDS, workers: Workers = DEFAULT_WORKERS,
-         overwrite: Overwrite = False, checkpoint: Checkpoint = None) -> None:
+         overwrite: Overwrite = False, checkpoint: Checkpoint = None,
+         device: Device = "cpu") -> None:
     """The quick showcase: the online protocol on FrozenLake 8x8 (a table and a plot)."""
     online(env=DEMO_ENV, agents=DEFAULT_ONLINE, episodes=episodes, seeds=seeds, tune=False,
-           workers=workers, out=out, overwrite=overwrite, checkpoint=checkpoint)
+           workers=workers, out=out, overwrite=overwrite, checkpoint=checkpoint, device=device)
 
 
 @app.command()

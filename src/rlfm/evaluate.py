@@ -272,12 +272,14 @@ def tuning_candidates(name: str) -> list[tuple]:
 
 
 def default_specs(names: Iterable[str], fixed: dict | None = None) -> list[AgentSpec]:
-    """One AgentSpec per name, with the fixed knobs given for it (e.g. rlfm's checkpoint)."""
+    """One AgentSpec per name (`NAME` or `NAME(knob=value, ...)`, see `agents.parse_spec`),
+    with the fixed knobs given for NAME (e.g. rlfm's checkpoint) under the ones it names."""
     fixed = fixed or {}
     specs = []
-    for name in names:
-        agents.agent_class(name)  # fail early on an unknown name
-        specs.append(AgentSpec(name, tuple(sorted(fixed.get(name, {}).items())), name))
+    for text in names:
+        name, knobs = agents.parse_spec(text)
+        specs.append(AgentSpec(name, tuple(sorted({**fixed.get(name, {}), **knobs}.items())),
+                               text.strip()))
     return specs
 
 
@@ -346,7 +348,7 @@ def _best_online(env, reference, candidates, episodes, workers, progress) -> Age
 
 def _tuned_specs(names, pick_best) -> list[AgentSpec]:
     tuned = []
-    for name in names:
+    for name in dict.fromkeys(agents.parse_spec(text)[0] for text in names):
         candidates = [AgentSpec(name, knobs, f"{name} (tuned)") for knobs in tuning_candidates(name)]
         if candidates:
             tuned.append(pick_best(candidates))

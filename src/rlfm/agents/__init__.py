@@ -14,6 +14,15 @@ from rlfm.agents import (  # noqa: F401  (register agents)
     uniform,
     vilcb,
 )
-from rlfm.agents.base import Agent, ModelBasedAgent, agent_class, available, make, register
+from rlfm.agents.base import (
+    Agent,
+    ModelBasedAgent,
+    agent_class,
+    available,
+    make,
+    parse_spec,
+    register,
+)
 
-__all__ = ["Agent", "ModelBasedAgent", "agent_class", "available", "make", "register"]
+__all__ = ["Agent", "ModelBasedAgent", "agent_class", "available", "make", "parse_spec",
+           "register"]

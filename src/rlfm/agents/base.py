@@ -17,6 +17,8 @@ Offline, `agent.fit(stats)` replaces everything the agent knows by a statistic o
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -115,6 +117,44 @@ def agent_class(name: str) -> type[Agent]:
     if name not in _REGISTRY:
         raise RlfmError(f"unknown agent {name!r}; available: {', '.join(available())}")
     return _REGISTRY[name]
+
+
+def parse_spec(text: str) -> tuple[str, dict]:
+    """`name` or `name(knob=value, ...)` -> (name, knobs). Values are JSON (numbers, true,
+    false, null, "strings", [lists]) or bare words (strings): `rlfm(exploration=greedy)`,
+    `psrl(prior_strength=0.3)`, `ucbvi(reward_range=[-1, 1])`."""
+    match = re.fullmatch(r"\s*([A-Za-z_][\w-]*)\s*(?:\((.*)\))?\s*", text, re.S)
+    if not match:
+        raise RlfmError(f"bad agent {text!r}: expected NAME or NAME(knob=value, ...)")
+    name, arguments = match.groups()
+    agent_class(name)
+    knobs = {}
+    for part in split_top_level(arguments or ""):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise RlfmError(f"bad agent {text!r}: knobs are written knob=value, got {part!r}")
+        knobs[key.strip()] = _knob_value(value.strip())
+    return name, knobs
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split at `sep` outside brackets and parentheses; empty parts dropped."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += (char in "([{") - (char in ")]}")
+        if char == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _knob_value(text: str):
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare word: a string
+    return tuple(value) if isinstance(value, list) else value  # hashable, as specs must be
 
 
 def make(name: str, n_states: int, n_actions: int, horizon: int, seed: int | None = 0,

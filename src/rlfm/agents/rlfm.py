@@ -31,14 +31,21 @@ EXPLORATION = ("gumbel", "sample", "greedy")
 _MODELS: dict = {}  # one loaded network per checkpoint path and process
 
 
-def load_network(checkpoint: str | None = None):
-    """The network of `checkpoint` (default: the one shipped in the package), cached."""
+def load_network(checkpoint: str | None = None, device: str = "cpu"):
+    """The network of `checkpoint` (default: the one shipped in the package) on `device` ("cpu"
+    or "cuda"), cached."""
+    import torch
+
     from rlfm.checkpoint import load_model, pretrained_path
 
+    if device not in ("cpu", "cuda"):
+        raise RlfmError(f"rlfm: device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RlfmError("rlfm: device cuda: no CUDA device is available")
     path = Path(checkpoint) if checkpoint else pretrained_path()
-    key = str(path.resolve())
+    key = (str(path.resolve()), device)
     if key not in _MODELS:
-        _MODELS[key] = load_model(path)
+        _MODELS[key] = load_model(path).to(device)
     return _MODELS[key]
 
 
@@ -47,11 +54,11 @@ class RLFMAgent(ModelBasedAgent):
     TUNING_GRID: dict = {}  # one checkpoint, one setting, everywhere
 
     def __init__(self, n_states, n_actions, horizon, seed=0, checkpoint: str | None = None,
-                 exploration: str = "sample"):
+                 exploration: str = "sample", device: str = "cpu"):
         if exploration not in EXPLORATION:
             raise RlfmError(f"rlfm: exploration must be one of {', '.join(EXPLORATION)}, "
                             f"got {exploration!r}")
-        self.network = load_network(checkpoint)
+        self.network = load_network(checkpoint, device)
         self.exploration = exploration
         super().__init__(n_states, n_actions, horizon, seed)
 
