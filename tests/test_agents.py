@@ -54,7 +54,7 @@ def test_vilcb_beats_cevi_on_scarce_uniform_data():
         stats = collect_dataset(env, mdp, "uniform", 10, seed=seed)
         for name, knobs in [("cevi", {}), ("vilcb", {"penalty_scale": 0.001})]:
             agent = agents.make(name, mdp.n_states, mdp.n_actions, mdp.horizon, seed=seed, **knobs)
-            scores[name].append(reference.normalise(evaluate_policy(mdp, agent.fit(stats))))
+            scores[name].append(reference.normalise(evaluate_policy(mdp, agent.fit(stats).policy())))
     # Measured on seeds 0-39 in blocks of 10: VI-LCB 0.92 every time, CE-VI 0.11 to 0.63.
     assert np.mean(scores["vilcb"]) > np.mean(scores["cevi"]) + 0.2, scores
 
@@ -73,9 +73,9 @@ def test_offline_fit_is_deterministic():
     stats = collect_dataset(env, mdp, "uniform", 20, seed=0)
     for name in ["ucbvi", "psrl", "opsrl", "rlsvi", "vilcb", "cevi"]:
         policies = [agents.make(name, mdp.n_states, mdp.n_actions, mdp.horizon, seed=7).fit(stats)
-                    for _ in range(2)]
+                    .policy() for _ in range(2)]
         np.testing.assert_array_equal(*policies)
-        assert policies[0].shape == (mdp.horizon, mdp.n_states)
+        assert policies[0].shape == (mdp.horizon, mdp.n_states, mdp.n_actions)
 
 
 # ---- (d) terminal states are absorbing and worth 0, never optimistic --------------------------
@@ -98,7 +98,7 @@ def test_ucbvi_value_of_entering_a_terminal_state_is_its_reward():
     np.testing.assert_allclose(exact.Q[:, 0, 0], 0.5)  # not H * r_max: state 2 is worth 0
     np.testing.assert_array_equal(exact.Q[:, 2, :], 0.0)
     # Cycling 0 -> 1 -> 0 earns 0.3 per two steps: better than ending, except in the last two.
-    assert exact.policy()[:, 0].tolist() == [1] * (H - 2) + [0, 0]
+    assert exact.policy()[:, 0].argmax(-1).tolist() == [1] * (H - 2) + [0, 0]
     # With a bonus, the optimistic value of entering the terminal state is reward + own bonus:
     # no optimism flows back from the (unvisited) terminal state.
     optimistic = agents.make("ucbvi", 3, 2, horizon=H, bonus_scale=0.001)
@@ -127,7 +127,7 @@ def test_vilcb_unvisited_is_pessimistic_and_terminal_worth_zero():
     np.testing.assert_allclose(agent.Q[:, 1, :], floor)
     np.testing.assert_array_equal(agent.Q[:, 2, :], 0.0)
     np.testing.assert_allclose(agent.Q[:, 0, 0], 0.5)
-    assert (agent.policy()[:, 0] == 0).all()
+    assert (agent.policy()[:, 0].argmax(-1) == 0).all()
 
 
 def test_psrl_samples_keep_observed_terminals_absorbing():
@@ -137,7 +137,7 @@ def test_psrl_samples_keep_observed_terminals_absorbing():
     assert mdp.terminal.tolist() == [False, False, True]
     np.testing.assert_array_equal(mdp.P[2, :, 2], 1.0)
     np.testing.assert_array_equal(mdp.R[2], 0.0)
-    assert agent.policy()[:, 0].tolist() == [1] * 8 + [0, 0]  # as the exact model's
+    assert agent.policy()[:, 0].argmax(-1).tolist() == [1] * 8 + [0, 0]  # as the exact model's
 
 
 # ---- (e) knobs --------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def test_psrl_plans_taxi_quickly():
     mdp = rlfm.envs.load_mdp("Taxi-v3")
     agent = agents.make("psrl", mdp.n_states, mdp.n_actions, mdp.horizon, seed=0)
     agent.end_episode()
-    assert agent.policy().shape == (mdp.horizon, mdp.n_states)
+    assert agent.policy().shape == (mdp.horizon, mdp.n_states, mdp.n_actions)
 
 
 # ---- (f) optimistic PSRL and RLSVI against what they reduce to ---------------------------------

@@ -51,8 +51,10 @@ def test_offline_fit_returns_greedy_policy(checkpoint):
     mdp = rlfm.TabularMDP.from_gymnasium(env)
     stats = collect_dataset(env, mdp, "expert", 20, seed=0)
     agent = rlfm.agents.make("rlfm", 16, 4, horizon=mdp.horizon, checkpoint=checkpoint)
-    policy = agent.fit(stats)
-    assert policy.shape == (16,)
+    probabilities = agent.fit(stats).policy()
+    assert probabilities.shape == (mdp.horizon, 16, 4)
+    assert (probabilities == probabilities[0]).all()      # stationary, one-hot
+    policy = probabilities[0].argmax(-1)
     logits = agent.network.logits(stats, mdp.horizon)
     chosen = logits[np.arange(16), policy]
     np.testing.assert_array_equal(chosen, logits.max(1))      # always a best action
@@ -62,7 +64,7 @@ def test_tied_actions_are_broken_at_random(checkpoint):
     """With no data every action of a state has the same logit: the greedy policy must not be
     'always action 0' (a fixed arbitrary policy), but differ across seeds."""
     policies = {tuple(rlfm.agents.make("rlfm", 16, 4, horizon=100, seed=seed,
-                                       checkpoint=checkpoint).policy()) for seed in range(5)}
+                                       checkpoint=checkpoint).exploit()) for seed in range(5)}
     assert len(policies) > 1
     acting = {tuple(rlfm.agents.make("rlfm", 16, 4, horizon=100, seed=seed, checkpoint=checkpoint,
                                      exploration="greedy").act(s, 0) for s in range(16))

@@ -203,3 +203,52 @@ def test_bad_agent_specs_give_one_line(agents, message):
 def test_device_cuda_without_a_gpu_is_refused_before_work():
     result = cli("online", "rlfm/NChain-v0", "--device", "cuda", "--episodes", "100000")
     assert result.returncode == 2 and "no CUDA device" in result.stderr
+
+
+@pytest.mark.parametrize("name", rlfm.agents.available())
+def test_every_agent_gives_its_policy_in_one_shape(name):
+    mdp = rlfm.envs.load_mdp("FrozenLake-v1")
+    env = rlfm.envs.make("FrozenLake-v1")
+    agent = rlfm.agents.make(name, mdp.n_states, mdp.n_actions, horizon=mdp.horizon, seed=0)
+    returns = agent.learn(env, episodes=2, seed=0)
+    assert returns.shape == (2,)
+    pi = agent.policy()
+    assert pi.shape == (mdp.horizon, mdp.n_states, mdp.n_actions)
+    np.testing.assert_allclose(pi.sum(-1), 1.0)
+    assert agent.predict(0, step=3) in range(mdp.n_actions)
+    one_hot = np.isclose(pi.max(-1), 1.0)
+    assert one_hot.all() or (name == "uniform" and np.allclose(pi, 1 / mdp.n_actions))
+
+
+def test_fit_from_a_dataset_file_then_save_and_load(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 200
+    np.savez(tmp_path / "data.npz", observations=rng.integers(16, size=n),
+             actions=rng.integers(4, size=n), rewards=rng.random(n),
+             next_observations=rng.integers(16, size=n), terminations=np.zeros(n, bool),
+             n_states=16, n_actions=4)
+    agent = rlfm.agents.make("vilcb", 16, 4, horizon=20, seed=3, penalty_scale=0.01)
+    assert agent.fit(tmp_path / "data.npz") is agent
+    agent.save(tmp_path / "fitted.npz")
+    again = rlfm.agents.load(tmp_path / "fitted.npz")
+    assert (again.name, again.knobs, again.seed) == ("vilcb", {"penalty_scale": 0.01}, 3)
+    assert again.stats == agent.stats
+    np.testing.assert_array_equal(again.policy(), agent.policy())
+    direct = rlfm.agents.agent_class("psrl")(16, 4, 20)
+    with pytest.raises(rlfm.RlfmError, match="rlfm.agents.make"):
+        direct.save(tmp_path / "direct.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(rlfm.RlfmError, match="bad.npz"):
+        rlfm.agents.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "odd.npz", agent=np.array('{"name": "psrl"}'))
+    with pytest.raises(rlfm.RlfmError, match="not a saved rlfm agent"):
+        rlfm.agents.load(tmp_path / "odd.npz")
+
+
+def test_load_pretrained_reads_any_checkpoint(tmp_path):
+    from rlfm.checkpoint import save_model
+    from rlfm.model import RLFM, ModelConfig
+
+    save_model(RLFM(ModelConfig(width=8, steps=1)), tmp_path / "mine")
+    assert rlfm.load_pretrained(tmp_path / "mine").config.width == 8
+    assert rlfm.load_pretrained().config.width == 64

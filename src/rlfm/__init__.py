@@ -23,11 +23,29 @@ from rlfm.mdp import (
 from rlfm.stats import Statistics
 
 
-def load_pretrained():
-    """The pretrained network shipped inside the package (no network access needed)."""
-    from rlfm.checkpoint import load_pretrained as load
+def load_pretrained(path=None):
+    """The network of the checkpoint at `path` (NAME, NAME.json or NAME.safetensors), or by
+    default the one shipped inside the package (no network access needed)."""
+    from rlfm.checkpoint import load_model, pretrained_path
 
-    return load()
+    return load_model(path or pretrained_path())
+
+
+def run_online(env, agents, episodes=100, seeds=10, **options) -> dict:
+    """The online protocol from Python: the results object that `rlfm online` writes to
+    results.json (see `rlfm.evaluate.run_online` for the options)."""
+    from rlfm.evaluate import run_online as run
+
+    return run(env, agents, episodes, seeds, **options)
+
+
+def run_offline(env, agents, behavior="uniform", dataset_episodes=(1, 3, 10, 30, 100, 300),
+                seeds=10, **options) -> dict:
+    """The offline protocol from Python: the results object of `rlfm offline` (see
+    `rlfm.evaluate.run_offline` for the options)."""
+    from rlfm.evaluate import run_offline as run
+
+    return run(env, agents, behavior, dataset_episodes, seeds, **options)
 
 
 __all__ = [
@@ -47,5 +65,7 @@ __all__ = [
     "evaluate_policy",
     "load_pretrained",
     "normalized_score",
+    "run_offline",
+    "run_online",
     "value_iteration",
 ]

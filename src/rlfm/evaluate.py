@@ -92,7 +92,7 @@ class BehaviorAgent(Agent):
             return int(self.rng.integers(self.n_actions))
         return int(self.greedy[min(step, self.horizon - 1), state])
 
-    def policy(self) -> np.ndarray:
+    def exploit(self) -> np.ndarray:
         return np.full((self.n_states, self.n_actions), 1.0 / self.n_actions)
 
 
@@ -110,8 +110,8 @@ class _Recorder(Agent):
     def observe(self, state, action, reward, next_state, terminated):
         self.stats.update(state, action, reward, next_state, terminated)
 
-    def policy(self):
-        return self.behavior.policy()
+    def exploit(self):
+        return self.behavior.exploit()
 
 
 def collect_dataset(env: gym.Env, mdp: TabularMDP, behavior: str, episodes: int,
@@ -165,7 +165,7 @@ def _offline_task(args) -> list[float]:
 def _fit(spec: AgentSpec, mdp: TabularMDP, stats: Statistics, seed: int):
     agent = agents.make(spec.name, mdp.n_states, mdp.n_actions, horizon=mdp.horizon, seed=seed,
                         **dict(spec.knobs))
-    return agent.fit(stats)
+    return agent.fit(stats).policy()
 
 
 class Interrupted(KeyboardInterrupt):

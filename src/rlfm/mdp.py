@@ -305,9 +305,13 @@ def value_iteration(mdp: TabularMDP, gamma: float | None = None, tol: float = 1e
 
 
 def as_action_probabilities(policy, mdp: TabularMDP) -> np.ndarray:
+    """`action_probabilities` for the sizes of `mdp`."""
+    return action_probabilities(policy, mdp.n_states, mdp.n_actions, mdp.horizon)
+
+
+def action_probabilities(policy, S: int, A: int, H: int) -> np.ndarray:
     """Normalise a policy to probabilities: (S, A) or (H, S, A) floats from action indices
     ((S,) or (H, S) ints) or probabilities; checks shapes and that rows sum to 1."""
-    S, A, H = mdp.n_states, mdp.n_actions, mdp.horizon
     pi = np.asarray(policy)
     if np.issubdtype(pi.dtype, np.integer):
         if pi.shape not in ((S,), (H, S)):

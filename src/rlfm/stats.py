@@ -98,6 +98,23 @@ class Statistics:
         stats._pending.append(np.repeat(keys, np.asarray(counts, np.int64)))
         return stats
 
+    ARRAYS = ("visits", "reward_sum", "reward_sq_sum", "terminations", "terminal_entries")
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The statistic as plain arrays (for an .npz); `from_arrays` reads them back exactly."""
+        rows, next_states, counts = self.transition_triplets()
+        return {**{name: getattr(self, name) for name in self.ARRAYS}, "rows": rows,
+                "next_states": next_states, "counts": counts}
+
+    @classmethod
+    def from_arrays(cls, n_states: int, n_actions: int, arrays: dict) -> Statistics:
+        missing = [k for k in (*cls.ARRAYS, "rows", "next_states", "counts") if k not in arrays]
+        if missing:
+            raise InvalidDataError(f"statistic arrays miss {', '.join(missing)}")
+        return cls.from_counts(n_states, n_actions, **{k: arrays[k] for k in cls.ARRAYS},
+                               rows=arrays["rows"], next_states=arrays["next_states"],
+                               counts=arrays["counts"])
+
     def merge(self, other: Statistics) -> Statistics:
         """A new statistic holding the data of both (equal to building it from all the data)."""
         if (self.n_states, self.n_actions) != (other.n_states, other.n_actions):
@@ -105,7 +122,7 @@ class Statistics:
                 f"cannot merge statistics of different MDP sizes: ({self.n_states}, "
                 f"{self.n_actions}) and ({other.n_states}, {other.n_actions})")
         out = self.copy()
-        for name in ("visits", "reward_sum", "reward_sq_sum", "terminations", "terminal_entries"):
+        for name in self.ARRAYS:
             getattr(out, name)[...] += getattr(other, name)
         other._consolidate()
         out._pending.append(np.repeat(other._keys, other._key_counts))
@@ -116,8 +133,7 @@ class Statistics:
     def copy(self) -> Statistics:
         self._consolidate()
         out = Statistics(self.n_states, self.n_actions)
-        for name in ("visits", "reward_sum", "reward_sq_sum", "terminations", "terminal_entries",
-                     "_keys", "_key_counts"):
+        for name in (*self.ARRAYS, "_keys", "_key_counts"):
             setattr(out, name, getattr(self, name).copy())
         return out
 

@@ -19,10 +19,11 @@ from rlfm.agents.base import (
     ModelBasedAgent,
     agent_class,
     available,
+    load,
     make,
     parse_spec,
     register,
 )
 
-__all__ = ["Agent", "ModelBasedAgent", "agent_class", "available", "make", "parse_spec",
+__all__ = ["Agent", "ModelBasedAgent", "agent_class", "available", "load", "make", "parse_spec",
            "register"]

@@ -1,6 +1,6 @@
 """The one interface every agent implements (rlfm's model and each baseline), and the registry.
 
-An episode, as the harness drives it:
+An episode, as the harness drives it (`agent.learn(env, episodes)` runs episodes like this):
 
     state = env.reset()
     for step in range(horizon):
@@ -11,31 +11,43 @@ An episode, as the harness drives it:
     agent.end_episode()
     score(agent.policy())        # the exploitation policy: greedy, no bonus, no noise
 
-Offline, `agent.fit(stats)` replaces everything the agent knows by a statistic of a dataset and
-`agent.policy()` is its answer.
+Offline, `agent.fit(stats)` replaces everything the agent knows by a statistic of a dataset (or
+a dataset file) and returns the agent; `agent.policy()` is its answer, `agent.predict(s, h)` the
+action it takes. Every agent's `policy()` has one shape: (H, S, A) action probabilities.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from rlfm.agents._planning import greedy
 from rlfm.errors import RlfmError
+from rlfm.mdp import action_probabilities
 from rlfm.stats import Statistics
 
 
 class Agent(ABC):
     """Base class: an agent for an MDP with `n_states` states, `n_actions` actions and episodes of
-    at most `horizon` steps; `seed` fixes all its randomness."""
+    at most `horizon` steps; `seed` fixes all its randomness.
+
+    A subclass implements `act` and `exploit` (and `observe`, `end_episode`, `fit` as it learns),
+    takes its knobs as keyword arguments of `__init__`, raising RlfmError for a bad value, and
+    declares in TUNING_GRID the values of its main knobs that `--tune` tries (each knob's list;
+    every combination is tried; {} for nothing to tune)."""
 
     name = "agent"
+    TUNING_GRID: dict[str, list] = {}
 
     def __init__(self, n_states: int, n_actions: int, horizon: int, seed: int | None = 0):
         self.n_states, self.n_actions, self.horizon = int(n_states), int(n_actions), int(horizon)
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         # Ties in the exploitation policy are broken with a stream of their own, so that scoring
         # the agent after an episode never changes how it acts.
@@ -53,13 +65,58 @@ class Agent(ABC):
         """Called once when an episode ends (terminated or truncated)."""
 
     @abstractmethod
-    def policy(self) -> np.ndarray:
-        """The exploitation policy: (S, A) or (H, S, A) action probabilities, or (S,) / (H, S)
-        action indices. Greedy with respect to what was learned; no exploration."""
+    def exploit(self) -> np.ndarray:
+        """The exploitation policy in the form natural to the agent: (S, A) or (H, S, A) action
+        probabilities, or (S,) / (H, S) action indices. Greedy with respect to what was
+        learned; no exploration. `policy()` gives it in the one shape of every agent."""
 
-    def fit(self, stats: Statistics) -> np.ndarray:
-        """Offline: learn from a dataset's statistic alone and return the exploitation policy."""
+    def policy(self) -> np.ndarray:
+        """The exploitation policy as (H, S, A) action probabilities: policy()[h, s] is the
+        distribution of the action in state s at step h of an episode."""
+        pi = action_probabilities(self.exploit(), self.n_states, self.n_actions, self.horizon)
+        return pi if pi.ndim == 3 else np.repeat(pi[None], self.horizon, axis=0)
+
+    def predict(self, state: int, step: int = 0) -> int:
+        """The exploitation policy's action in `state` at `step` (the most probable one; ties
+        broken at random)."""
+        probs = self.policy()[min(step, self.horizon - 1), state]
+        return int(greedy(probs, self.tie_rng))
+
+    def fit(self, data: Statistics | str | os.PathLike) -> Agent:
+        """Offline: learn from a dataset alone, a Statistics or a dataset file (.npz or
+        Minari, see docs/datasets.md); returns the agent (then `policy()`, `predict`)."""
         raise RlfmError(f"agent {self.name!r} does not learn offline")
+
+    def learn(self, env, episodes: int, seed: int | None = None) -> np.ndarray:
+        """Online: act and learn in a Gymnasium environment for `episodes` episodes of at most
+        `horizon` steps (`seed` reseeds the environment first); returns each episode's
+        return."""
+        from rlfm.evaluate import run_episode
+
+        return np.array([run_episode(env, self, self.horizon, seed=seed if k == 0 else None)
+                         for k in range(episodes)])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save a fitted agent (its registry name, knobs, sizes and statistic) as an .npz that
+        `rlfm.agents.load` rebuilds; no pickle. Agents made by `make` (or `load`) only, since
+        their knobs are then known."""
+        from rlfm.io import atomic_write
+
+        knobs = getattr(self, "knobs", None)
+        stats = getattr(self, "stats", None)
+        if knobs is None:
+            raise RlfmError("save: build the agent with rlfm.agents.make, so that its knobs "
+                            "are recorded")
+        header = json.dumps({"name": self.name, "knobs": knobs, "n_states": self.n_states,
+                             "n_actions": self.n_actions, "horizon": self.horizon,
+                             "seed": self.seed})
+        arrays = stats.to_arrays() if stats is not None else {}
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, agent=np.array(header), **arrays)
+
+        return atomic_write(path, write)
 
 
 class ModelBasedAgent(Agent):
@@ -87,13 +144,17 @@ class ModelBasedAgent(Agent):
     def end_episode(self) -> None:
         self.plan()
 
-    def fit(self, stats: Statistics) -> np.ndarray:
-        if (stats.n_states, stats.n_actions) != (self.n_states, self.n_actions):
-            raise RlfmError(f"statistic of a ({stats.n_states}, {stats.n_actions}) MDP given to an "
+    def fit(self, data: Statistics | str | os.PathLike) -> ModelBasedAgent:
+        if not isinstance(data, Statistics):
+            from rlfm.datasets import load_dataset
+
+            data, _ = load_dataset(str(data), self.n_states, self.n_actions)
+        if (data.n_states, data.n_actions) != (self.n_states, self.n_actions):
+            raise RlfmError(f"statistic of a ({data.n_states}, {data.n_actions}) MDP given to an "
                             f"agent for ({self.n_states}, {self.n_actions})")
-        self.stats = stats.copy()
+        self.stats = data.copy()
         self.plan()
-        return self.policy()
+        return self
 
 
 AgentFactory = Callable[..., Agent]
@@ -162,6 +223,24 @@ def make(name: str, n_states: int, n_actions: int, horizon: int, seed: int | Non
     """Build a registered agent; `knobs` are its hyper-parameters (e.g. bonus_scale=0.5)."""
     cls = agent_class(name)
     try:
-        return cls(n_states, n_actions, horizon, seed=seed, **knobs)
+        agent = cls(n_states, n_actions, horizon, seed=seed, **knobs)
     except TypeError as e:
         raise RlfmError(f"bad knob for agent {name!r}: {e}") from None
+    agent.knobs = dict(knobs)
+    return agent
+
+
+def load(path: str | os.PathLike) -> Agent:
+    """An agent saved by `Agent.save`: rebuilt by `make` and fitted on its saved statistic."""
+    from rlfm.io import read_npz
+
+    data = read_npz(path, RlfmError)
+    try:
+        header = json.loads(str(data.pop("agent")))
+        agent = make(header["name"], header["n_states"], header["n_actions"],
+                     header["horizon"], seed=header["seed"], **header["knobs"])
+        if data:
+            agent.fit(Statistics.from_arrays(agent.n_states, agent.n_actions, data))
+    except (KeyError, TypeError, ValueError) as e:
+        raise RlfmError(f"{path}: not a saved rlfm agent ({e})") from None
+    return agent

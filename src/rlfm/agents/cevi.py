@@ -28,5 +28,5 @@ class CEVI(ModelBasedAgent):
         self.Q = backward_induction(self.stats.empirical_mdp(self.horizon)).Q
         self.acting = greedy(self.Q, self.rng)
 
-    def policy(self) -> np.ndarray:
+    def exploit(self) -> np.ndarray:
         return self.acting

@@ -87,7 +87,7 @@ class PSRL(ModelBasedAgent):
         mean, std = self._reward_posterior()
         return G / total[:, None], mean + std * self.rng.standard_normal((S, A))
 
-    def policy(self) -> np.ndarray:
+    def exploit(self) -> np.ndarray:
         if self._exploit is None:
             S, A = self.n_states, self.n_actions
             rows, cols, counts = self.stats.transition_triplets()

@@ -60,5 +60,5 @@ class QLearning(Agent):
         target = reward + (0.0 if terminated else self.gamma * self.Q[next_state].max())
         self.Q[state, action] += alpha * (target - self.Q[state, action])
 
-    def policy(self) -> np.ndarray:
+    def exploit(self) -> np.ndarray:
         return greedy(self.Q, self.tie_rng)

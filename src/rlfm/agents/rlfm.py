@@ -76,7 +76,7 @@ class RLFMAgent(ModelBasedAgent):
             return int(self.rng.choice(self.n_actions, p=p / p.sum()))
         return int(self.acting[state])
 
-    def policy(self) -> np.ndarray:
+    def exploit(self) -> np.ndarray:
         if self._exploit is None:
             self._exploit = greedy(self.logits, self.tie_rng)
         return self._exploit

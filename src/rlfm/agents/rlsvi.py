@@ -55,7 +55,7 @@ class RLSVI(ModelBasedAgent):
         self.acting = greedy(self.Q, self.rng)  # ties only where sigma = 0
         self._exploit = None
 
-    def policy(self) -> np.ndarray:
+    def exploit(self) -> np.ndarray:
         if self._exploit is None:
             Q = backward_induction(self.stats.empirical_mdp(self.horizon)).Q
             self._exploit = greedy(Q, self.tie_rng)

@@ -109,7 +109,7 @@ class UCBVI(ModelBasedAgent):
         self.acting = greedy(self.Q, self.rng)
         self._exploit = None
 
-    def policy(self) -> np.ndarray:
+    def exploit(self) -> np.ndarray:
         if self._exploit is None:
             self._exploit = greedy(backward_induction(self.model).Q, self.tie_rng)
         return self._exploit

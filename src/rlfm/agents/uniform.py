@@ -1,9 +1,10 @@
 """The uniform random agent: the zero of the normalised score."""
 
+from __future__ import annotations
+
 import numpy as np
 
 from rlfm.agents.base import Agent, register
-from rlfm.stats import Statistics
 
 
 @register("uniform")
@@ -13,8 +14,8 @@ class UniformAgent(Agent):
     def act(self, state: int, step: int) -> int:
         return int(self.rng.integers(self.n_actions))
 
-    def policy(self) -> np.ndarray:
+    def exploit(self) -> np.ndarray:
         return np.full((self.n_states, self.n_actions), 1.0 / self.n_actions)
 
-    def fit(self, stats: Statistics) -> np.ndarray:
-        return self.policy()
+    def fit(self, data) -> UniformAgent:
+        return self  # learns nothing

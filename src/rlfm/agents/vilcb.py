@@ -62,5 +62,5 @@ class VILCB(ModelBasedAgent):
         self.Q = pessimistic.Q
         self.acting = greedy(self.Q, self.rng)
 
-    def policy(self) -> np.ndarray:
+    def exploit(self) -> np.ndarray:
         return self.acting
