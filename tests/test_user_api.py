@@ -252,3 +252,23 @@ def test_load_pretrained_reads_any_checkpoint(tmp_path):
     save_model(RLFM(ModelConfig(width=8, steps=1)), tmp_path / "mine")
     assert rlfm.load_pretrained(tmp_path / "mine").config.width == 8
     assert rlfm.load_pretrained().config.width == 64
+
+
+def test_collect_a_dataset_as_npz_and_as_minari_and_read_it_back(tmp_path, monkeypatch):
+    from rlfm.datasets import load_dataset
+    from rlfm.evaluate import collect_dataset
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    for args in (["--out", tmp_path / "lake.npz"], ["--minari-id", "rlfmtest/lake-medium-v0"]):
+        result = subprocess.run([*RLFM_CLI, "collect", "FrozenLake-v1", "--behavior", "medium",
+                                 "--episodes", "7", "--seed", "3", *map(str, args)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    env = rlfm.envs.make("FrozenLake-v1")
+    expected = collect_dataset(env, rlfm.TabularMDP.from_gymnasium(env), "medium", 7, seed=3)
+    from_npz, episodes = load_dataset(str(tmp_path / "lake.npz"), 16, 4)
+    from_minari, minari_episodes = load_dataset("rlfmtest/lake-medium-v0", 16, 4)
+    assert from_npz == expected == from_minari
+    assert episodes == minari_episodes == 7
+    again = cli("collect", "FrozenLake-v1", "--out", tmp_path / "lake.npz")
+    assert again.returncode == 2 and "already exists" in again.stderr

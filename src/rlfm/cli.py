@@ -386,6 +386,41 @@ def offline(env: Env,
 
 @app.command()
 @_interruptible
+def collect(env: Env,
+            behavior: str = typer.Option("uniform", help="uniform | medium | expert"),
+            episodes: int = typer.Option(10, min=1, help="episodes to collect"),
+            seed: int = typer.Option(0, min=0, help="seed of the behaviour and the environment"),
+            out: Path | None = typer.Option(None, help="write a dataset .npz here"),
+            minari_id: str | None = typer.Option(None, help="or create this Minari dataset "
+                                                            "(e.g. mine/lake-expert-v0)"),
+            env_kwargs: EnvKwargs = None) -> None:
+    """Collect an offline dataset in ENV with a behaviour policy (ε-greedy around the optimal
+    policy: uniform ε = 1, medium 0.5, expert 0.1), as an .npz or a Minari dataset."""
+    from rlfm import datasets
+    from rlfm.envs import make
+    from rlfm.evaluate import collect_episodes
+    from rlfm.mdp import TabularMDP
+
+    if (out is None) == (minari_id is None):
+        raise RlfmError("give exactly one of --out FILE.npz and --minari-id NAME")
+    if out is not None and (out.exists() or not out.parent.is_dir()):
+        raise RlfmError(f"--out {out}: " + ("already exists" if out.exists() else
+                                            "its directory does not exist"))
+    environment = make(env, **_env_kwargs(env_kwargs))
+    mdp = TabularMDP.from_gymnasium(environment)
+    recorded = collect_episodes(environment, mdp, behavior, episodes, seed)
+    if out is not None:
+        datasets.save_npz(out, recorded, mdp.n_states, mdp.n_actions)
+        where = str(out)
+    else:
+        datasets.save_minari(minari_id, recorded, environment, algorithm=f"rlfm {behavior}")
+        where = f"Minari dataset {minari_id}"
+    steps = sum(len(e) for e in recorded)
+    print(f"wrote {episodes} episodes ({steps} transitions) of {behavior} behaviour to {where}")
+
+
+@app.command()
+@_interruptible
 def bench(suite: str = typer.Option("public", help="benchmark suite"),
           out: Path = typer.Option(Path("benchmarks/suite"), help="directory for all results"),
           seeds: Seeds = 10,

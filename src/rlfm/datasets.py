@@ -4,6 +4,7 @@ transition arrays `observations, actions, rewards, next_observations, terminatio
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,49 @@ def _check_sizes(source, data_states, data_actions, n_states, n_actions) -> None
         raise InvalidDataError(
             f"{source}: dataset has {data_states} states and {data_actions} actions, but the "
             f"environment has {n_states} states and {n_actions} actions")
+
+
+# ---- writing datasets --------------------------------------------------------------------------
+def save_npz(path: str | Path, episodes: list[list[tuple]], n_states: int, n_actions: int) -> Path:
+    """Write episodes of transitions (s, a, r, s', terminated) as a dataset .npz (atomically)."""
+    from rlfm.io import atomic_write
+
+    flat = [t for episode in episodes for t in episode]
+    if not flat:
+        raise InvalidDataError("no transitions to write")
+    s, a, r, s2, done = (np.array(x) for x in zip(*flat, strict=True))
+    arrays = dict(observations=s.astype(np.int64), actions=a.astype(np.int64),
+                  rewards=r.astype(float), next_observations=s2.astype(np.int64),
+                  terminations=done.astype(bool), n_states=np.int64(n_states),
+                  n_actions=np.int64(n_actions), episodes=np.int64(len(episodes)))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    return atomic_write(path, write)
+
+
+def save_minari(dataset_id: str, episodes: list[list[tuple]], env, algorithm: str):
+    """Write episodes of transitions as a Minari dataset `dataset_id` in the local Minari store
+    (MINARI_DATASETS_PATH, default ~/.minari/datasets); an episode that did not terminate is
+    marked truncated at its last step."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    buffers = []
+    for episode in episodes:
+        if not episode:
+            continue
+        s, a, r, s2, done = (np.array(x) for x in zip(*episode, strict=True))
+        truncated = np.zeros(len(episode), bool)
+        truncated[-1] = not done[-1]
+        buffers.append(EpisodeBuffer(observations=np.append(s, s2[-1]), actions=a, rewards=r,
+                                     terminations=done, truncations=truncated))
+    try:
+        with warnings.catch_warnings():  # Minari warns about metadata it fills in itself
+            warnings.simplefilter("ignore")
+            return minari.create_dataset_from_buffers(dataset_id, buffers, env=env,
+                                                      algorithm_name=algorithm)
+    except Exception as e:  # Minari raises many kinds (an id taken, a bad name, ...)
+        raise InvalidDataError(f"cannot create Minari dataset {dataset_id!r}: {e}") from None

@@ -97,30 +97,54 @@ class BehaviorAgent(Agent):
 
 
 class _Recorder(Agent):
-    """Wraps a behaviour agent and records its transitions into a Statistics."""
+    """Wraps a behaviour agent and records its transitions into a Statistics (and, with
+    `keep_episodes`, each episode's transitions (s, a, r, s', terminated) in order)."""
 
-    def __init__(self, behavior: Agent):
+    def __init__(self, behavior: Agent, keep_episodes: bool = False):
         super().__init__(behavior.n_states, behavior.n_actions, behavior.horizon)
         self.behavior = behavior
         self.stats = Statistics(behavior.n_states, behavior.n_actions)
+        self.episodes: list | None = [] if keep_episodes else None
+        self._episode: list = []
 
     def act(self, state, step):
         return self.behavior.act(state, step)
 
     def observe(self, state, action, reward, next_state, terminated):
         self.stats.update(state, action, reward, next_state, terminated)
+        if self.episodes is not None:
+            self._episode.append((state, action, reward, next_state, terminated))
+
+    def end_episode(self):
+        if self.episodes is not None:
+            self.episodes.append(self._episode)
+            self._episode = []
 
     def exploit(self):
         return self.behavior.exploit()
 
 
+def _record(env: gym.Env, mdp: TabularMDP, behavior: str, episodes: int, seed: int,
+            keep_episodes: bool = False) -> _Recorder:
+    if behavior not in BEHAVIOR_EPSILON:
+        raise RlfmError(f"unknown behaviour {behavior!r}; choose from {', '.join(BEHAVIOR_EPSILON)}")
+    recorder = _Recorder(BehaviorAgent(mdp, BEHAVIOR_EPSILON[behavior], seed=seed), keep_episodes)
+    for k in range(episodes):
+        run_episode(env, recorder, mdp.horizon, seed=seed if k == 0 else None)
+    return recorder
+
+
 def collect_dataset(env: gym.Env, mdp: TabularMDP, behavior: str, episodes: int,
                     seed: int) -> Statistics:
     """The statistic of `episodes` episodes of the named behaviour in `env`."""
-    recorder = _Recorder(BehaviorAgent(mdp, BEHAVIOR_EPSILON[behavior], seed=seed))
-    for k in range(episodes):
-        run_episode(env, recorder, mdp.horizon, seed=seed if k == 0 else None)
-    return recorder.stats
+    return _record(env, mdp, behavior, episodes, seed).stats
+
+
+def collect_episodes(env: gym.Env, mdp: TabularMDP, behavior: str, episodes: int,
+                     seed: int) -> list[list[tuple]]:
+    """The transitions (s, a, r, s', terminated) of each of `episodes` episodes of the named
+    behaviour in `env`, in order (the data behind `collect_dataset`'s statistic)."""
+    return _record(env, mdp, behavior, episodes, seed, keep_episodes=True).episodes
 
 
 # ---- the protocol over seeds, in worker processes -------------------------------------------
