@@ -118,7 +118,7 @@ def test_typed_exception_hierarchy():
 
 def test_training_killed_with_sigkill_resumes(tmp_path):
     config = tmp_path / "slow.toml"
-    config.write_text(TINY.read_text().replace("steps = 6", "steps = 400")
+    config.write_text(TINY.read_text().replace("steps = 6", "steps = 200")
                       .replace("checkpoint_every = 3", "checkpoint_every = 10")
                       .replace("eval_every = 3", "eval_every = 1000"))
     out = tmp_path / "run"
@@ -137,4 +137,4 @@ def test_training_killed_with_sigkill_resumes(tmp_path):
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {newest} at step {kept}" in resumed.stdout
-    assert read_config(out / "model")["steps"] == 400
+    assert read_config(out / "model")["steps"] == 200
