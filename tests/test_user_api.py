@@ -272,3 +272,62 @@ def test_collect_a_dataset_as_npz_and_as_minari_and_read_it_back(tmp_path, monke
     assert episodes == minari_episodes == 7
     again = cli("collect", "FrozenLake-v1", "--out", tmp_path / "lake.npz")
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+STEP_ONLY = '''
+import gymnasium as gym
+
+
+class StepCorridor(gym.Env):
+    """A corridor that can only be stepped: no transition table, no model."""
+
+    def __init__(self, length=5):
+        self.length = length
+        self.observation_space = gym.spaces.Discrete(length)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.s = 0
+        return 0, {}
+
+    def step(self, action):
+        self.s = min(max(self.s + (1 if action == 1 else -1), 0), self.length - 1)
+        done = self.s == self.length - 1
+        return self.s, float(done), done, False, {}
+
+
+gym.register(id="StepCorridor-v0", entry_point=StepCorridor, max_episode_steps=12)
+'''
+
+
+def test_an_environment_that_can_only_be_stepped_is_scored_by_rollouts(tmp_path):
+    (tmp_path / "stepcorridor.py").write_text(STEP_ONLY)
+    ran = cli("online", "stepcorridor:StepCorridor-v0", "--agents", "psrl,uniform",
+              "--episodes", "15", "--seeds", "2", "--workers", "2", "--out", tmp_path / "on",
+              cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "sampled" in ran.stdout
+    results = json.loads((tmp_path / "on" / "results.json").read_text())
+    assert results["scoring"] == "sampled" and results["rollouts"] == 20
+    assert results["optimal_return"] is None
+    assert results["uniform_return"] == pytest.approx(0.5, abs=0.25)
+    psrl = results["agents"]["psrl"]
+    assert psrl["regret"] is None and psrl["episodes_to_90"] is None
+    assert psrl["final"] == 1.0  # deterministic: the exploitation policy walks right, return 1
+    # offline: generated datasets need a model; the user's own data are scored by rollouts
+    refused = cli("offline", "stepcorridor:StepCorridor-v0", cwd=tmp_path)
+    assert refused.returncode == 2 and "--dataset" in refused.stderr
+    # every action tried in every non-terminal state: the empirical model is the true one, so
+    # the certainty-equivalent policy reaches the goal (return 1) whatever its tie-breaking
+    s = np.repeat(np.arange(4), 2)
+    a = np.tile([0, 1], 4)
+    s2 = np.where(a == 1, s + 1, np.maximum(s - 1, 0))
+    np.savez(tmp_path / "walk.npz", observations=s, actions=a, rewards=(s2 == 4).astype(float),
+             next_observations=s2, terminations=s2 == 4, n_states=5, n_actions=2)
+    offline = cli("offline", "stepcorridor:StepCorridor-v0", "--dataset", tmp_path / "walk.npz",
+                  "--agents", "cevi", "--out", tmp_path / "off", cwd=tmp_path)
+    assert offline.returncode == 0, offline.stderr
+    results = json.loads((tmp_path / "off" / "results.json").read_text())
+    assert results["scoring"] == "sampled"
+    assert results["agents"]["cevi"]["score"] == [1.0]

@@ -271,23 +271,32 @@ def _title(results: dict, text: str) -> str:
 
 def _announce(env: str, env_kwargs: dict, runs: int, episodes: int) -> None:
     """Say how large a run is before it starts, when it is large."""
-    from rlfm.envs import load_mdp
+    from rlfm.evaluate import Problem
 
-    steps = runs * episodes * load_mdp(env, **env_kwargs).horizon
+    steps = runs * episodes * Problem.of(env, env_kwargs)[0].horizon
     if steps > LARGE_RUN:
         print(f"rlfm: this run makes up to {steps:,} environment steps ({runs} runs of {episodes} "
               f"episodes); it may take a while", file=sys.stderr)
 
 
+def _measure(results: dict) -> str:
+    if results.get("scoring") == "sampled":
+        return f"return (mean of {results['rollouts']} evaluation episodes, sampled)"
+    return "normalised score"
+
+
 def online_table(results: dict) -> Table:
     seeds = sorted({e["seeds"] for e in results["agents"].values()})
-    table = Table(title=_title(results, f"{results['env']} — online, normalised score "
+    sampled = results.get("scoring") == "sampled"
+    table = Table(title=_title(results, f"{results['env']} — online, {_measure(results)} "
                                         f"(seeds={'/'.join(map(str, seeds)) or 0})"))
     for col in ("agent", "knobs", "episodes_to_90", "auc", "final", "regret"):
         table.add_column(col, justify="left" if col in ("agent", "knobs") else "right")
     for name, e in results["agents"].items():
-        table.add_row(name, _knobs(e["knobs"]), str(e["episodes_to_90"] or "never"),
-                      f"{e['auc']:.3f}", f"{e['final']:.3f}", f"{e['regret']:.4g}")
+        table.add_row(name, _knobs(e["knobs"]),
+                      "—" if sampled else str(e["episodes_to_90"] or "never"),
+                      f"{e['auc']:.3f}", f"{e['final']:.3f}",
+                      "—" if e["regret"] is None else f"{e['regret']:.4g}")
     return table
 
 
@@ -295,8 +304,8 @@ def offline_table(results: dict) -> Table:
     first = next(iter(results["agents"].values()), {"behavior": "", "seeds": 0,
                                                      "dataset_episodes": []})
     table = Table(title=_title(results, f"{results['env']} — offline ({first['behavior']}), "
-                                        f"normalised score mean ± std over {first['seeds']} "
-                                        f"seed(s)"))
+                                        f"{_measure(results)} mean ± std over "
+                                        f"{first['seeds']} seed(s)"))
     table.add_column("agent")
     table.add_column("knobs")
     for d in first["dataset_episodes"]:
@@ -360,11 +369,10 @@ def offline(env: Env,
             raise RlfmError(f"{' and '.join(given)} describe(s) generated datasets; with "
                             f"--dataset the data are your own: leave {' and '.join(given)} out")
         from rlfm.datasets import load_dataset
-        from rlfm.envs import load_mdp
 
         with _output_dir(out, overwrite):
-            mdp = load_mdp(env, **kwargs)
-            stats, n_episodes = load_dataset(dataset, mdp.n_states, mdp.n_actions)
+            problem, _ = evaluate.Problem.of(env, kwargs)
+            stats, n_episodes = load_dataset(dataset, problem.n_states, problem.n_actions)
             _run_protocol(lambda: evaluate.run_offline_dataset(
                 env, names, stats, n_episodes, fixed, env_kwargs=kwargs), out, offline_table,
                 names, checkpoint)

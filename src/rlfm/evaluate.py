@@ -1,8 +1,10 @@
-"""The evaluation protocol (docs/protocol.md): online learning curves scored exactly after every episode,
-and offline datasets from a behaviour policy, scored exactly once.
+"""The evaluation protocol (docs/protocol.md): online learning curves scored after every
+episode, and offline datasets from a behaviour policy, scored once.
 
 Agents act in a real Gymnasium environment (for toy-text environments, with the environment's own
-per-transition rewards); scores are computed on the exact TabularMDP by backward induction.
+per-transition rewards). Scores are computed exactly on the environment's TabularMDP by backward
+induction (normalised), or, for an environment that can only be stepped, estimated by the mean
+return of evaluation rollouts ("sampled" scoring; see `Problem`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ import numpy as np
 
 from rlfm import __version__, agents
 from rlfm.agents.base import Agent
-from rlfm.envs import load_mdp
+from rlfm.envs import has_model
 from rlfm.envs import make as make_env
 from rlfm.errors import RlfmError
 from rlfm.limits import ensure_memory
-from rlfm.mdp import ScoreReference, TabularMDP, backward_induction, evaluate_policy
+from rlfm.mdp import (
+    FALLBACK_HORIZON,
+    ScoreReference,
+    TabularMDP,
+    backward_induction,
+    evaluate_policy,
+)
 from rlfm.stats import Statistics
 
 
@@ -62,15 +70,93 @@ class OnlineRun:
     returns: np.ndarray
 
 
-def online_run(env: gym.Env, mdp: TabularMDP, agent: Agent, episodes: int, seed: int,
-               reference: ScoreReference | None = None) -> OnlineRun:
-    reference = reference or ScoreReference.of(mdp)
+def online_run(env: gym.Env, mdp: TabularMDP | None, agent: Agent, episodes: int, seed: int,
+               reference: ScoreReference | None = None,
+               score: Callable[[np.ndarray, int], float] | None = None) -> OnlineRun:
+    """E episodes of `agent` in `env`, its exploitation policy scored after each: exactly on
+    `mdp` (normalised by `reference`), or by `score(policy, episode)` where given."""
+    if score is None:
+        reference = reference or ScoreReference.of(mdp)
+        score = lambda pi, _: reference.normalise(evaluate_policy(mdp, pi))  # noqa: E731
+    gamma = mdp.gamma if mdp is not None else 1.0
     scores, returns = np.empty(episodes), np.empty(episodes)
     for k in range(episodes):
-        returns[k] = run_episode(env, agent, mdp.horizon, seed=seed if k == 0 else None,
-                                 gamma=mdp.gamma)
-        scores[k] = reference.normalise(evaluate_policy(mdp, agent.policy()))
+        returns[k] = run_episode(env, agent, agent.horizon, seed=seed if k == 0 else None,
+                                 gamma=gamma)
+        scores[k] = score(agent.policy(), k)
     return OnlineRun(scores=scores, returns=returns)
+
+
+def rollout_return(env: gym.Env, policy: np.ndarray, episodes: int, seed: int) -> float:
+    """The mean return of `episodes` episodes of the (H, S, A) policy in `env`, each at most H
+    steps (the environment and the action draws seeded from `seed`)."""
+    rng = np.random.default_rng([seed, 0xE7A1])
+    cdf = policy.cumsum(-1)
+    total = 0.0
+    for _ in range(episodes):
+        state, _ = env.reset(seed=int(rng.integers(2**31)))
+        for step in range(len(policy)):
+            row = cdf[step, int(state)]
+            action = min(int(np.searchsorted(row, rng.random() * row[-1], side="right")),
+                         len(row) - 1)
+            state, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+    return total / episodes
+
+
+ROLLOUTS = 20  # evaluation episodes per score where the environment can only be stepped
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An environment as the protocol sees it: what makes it, its sizes, and how a policy is
+    scored: exactly on its model, normalised by `reference` ("exact"), or, where the
+    environment exposes no model and can only be stepped, by the mean return of `rollouts`
+    evaluation episodes in a separate instance of it ("sampled", not normalised)."""
+
+    env_id: str
+    env_kwargs: dict
+    n_states: int
+    n_actions: int
+    horizon: int
+    reference: ScoreReference | None
+    rollouts: int = ROLLOUTS
+
+    @classmethod
+    def of(cls, env_id: str, env_kwargs: dict | None = None) -> tuple[Problem, TabularMDP | None]:
+        env_kwargs = dict(env_kwargs or {})
+        env = make_env(env_id, **env_kwargs)
+        if has_model(env):
+            mdp = TabularMDP.from_gymnasium(env)
+            return cls(env_id, env_kwargs, mdp.n_states, mdp.n_actions, mdp.horizon,
+                       ScoreReference.of(mdp)), mdp
+        horizon = (env.spec.max_episode_steps if env.spec else None) or FALLBACK_HORIZON
+        return cls(env_id, env_kwargs, int(env.observation_space.n), int(env.action_space.n),
+                   int(horizon), None), None
+
+    @property
+    def scoring(self) -> str:
+        return "exact" if self.reference is not None else "sampled"
+
+    def make(self) -> tuple[gym.Env, TabularMDP | None]:
+        env = make_env(self.env_id, **self.env_kwargs)
+        return env, (TabularMDP.from_gymnasium(env) if self.reference is not None else None)
+
+    def scorer(self, mdp: TabularMDP | None, seed: int) -> Callable[[np.ndarray, int], float]:
+        """score(policy, k): the k-th evaluation of run `seed`'s policy."""
+        if self.reference is not None:
+            return lambda pi, _: self.reference.normalise(evaluate_policy(mdp, pi))
+        evaluation = make_env(self.env_id, **self.env_kwargs)
+        return lambda pi, k: rollout_return(evaluation, pi, self.rollouts, seed * 1_000_003 + k)
+
+    def uniform_return(self) -> float:
+        if self.reference is not None:
+            return self.reference.uniform_return
+        uniform = np.full((self.horizon, self.n_states, self.n_actions), 1 / self.n_actions)
+        return rollout_return(make_env(self.env_id, **self.env_kwargs), uniform,
+                              10 * self.rollouts, seed=0)
 
 
 # ---- offline datasets ------------------------------------------------------------------------
@@ -169,27 +255,23 @@ class AgentSpec:
 
 
 def _online_task(args) -> OnlineRun:
-    (env_id, env_kwargs), reference, spec, episodes, seed = args
-    env = make_env(env_id, **env_kwargs)
-    mdp = TabularMDP.from_gymnasium(env)
-    agent = agents.make(spec.name, mdp.n_states, mdp.n_actions, horizon=mdp.horizon, seed=seed,
-                        **dict(spec.knobs))
-    return online_run(env, mdp, agent, episodes, seed, reference)
+    problem, spec, episodes, seed = args
+    env, mdp = problem.make()
+    agent = _agent(spec, problem, seed)
+    return online_run(env, mdp, agent, episodes, seed, score=problem.scorer(mdp, seed))
 
 
 def _offline_task(args) -> list[float]:
-    (env_id, env_kwargs), reference, specs, behavior, n_episodes, seed = args
-    env = make_env(env_id, **env_kwargs)
-    mdp = TabularMDP.from_gymnasium(env)
+    problem, specs, behavior, n_episodes, seed = args
+    env, mdp = problem.make()
     stats = collect_dataset(env, mdp, behavior, n_episodes, seed)
-    return [reference.normalise(evaluate_policy(mdp, _fit(spec, mdp, stats, seed)))
-            for spec in specs]
+    score = problem.scorer(mdp, seed)
+    return [score(_agent(spec, problem, seed).fit(stats).policy(), 0) for spec in specs]
 
 
-def _fit(spec: AgentSpec, mdp: TabularMDP, stats: Statistics, seed: int):
-    agent = agents.make(spec.name, mdp.n_states, mdp.n_actions, horizon=mdp.horizon, seed=seed,
-                        **dict(spec.knobs))
-    return agent.fit(stats).policy()
+def _agent(spec: AgentSpec, problem: Problem, seed: int) -> Agent:
+    return agents.make(spec.name, problem.n_states, problem.n_actions, horizon=problem.horizon,
+                       seed=seed, **dict(spec.knobs))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -258,28 +340,34 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _check_memory(mdp: TabularMDP, workers: int, n_tasks: int) -> None:
+def _check_memory(mdp: TabularMDP | None, workers: int, n_tasks: int) -> None:
     """Every process holds its own copy of the MDP (the main one, and each worker's)."""
+    if mdp is None:
+        return
     copies = 1 + (min(workers, n_tasks) if workers > 1 else 0)
     ensure_memory(copies * mdp.nbytes, f"{copies} copies of the MDP (one per process; "
                                        f"use fewer --workers)")
 
 
-def summarize_online(runs: list[OnlineRun], optimal_return: float,
+def summarize_online(runs: list[OnlineRun], optimal_return: float | None,
                      seed_ids: list[int] | None = None) -> dict:
-    """The protocol's figures from the runs of one agent over seeds, and each seed's curve."""
+    """The protocol's figures from the runs of one agent over seeds, and each seed's curve
+    (`optimal_return` None: sampled scoring, no threshold nor regret)."""
     scores = np.stack([r.scores for r in runs])
     curve = scores.mean(axis=0)
     below = np.flatnonzero(curve < THRESHOLD)
-    if below.size == 0:
+    if optimal_return is None:  # sampled scoring: raw returns, no normalised threshold
+        to_90 = None
+    elif below.size == 0:
         to_90 = 1
     elif below[-1] == len(curve) - 1:
         to_90 = None
     else:
         to_90 = int(below[-1]) + 2  # episodes are counted from 1
-    regret = np.mean([np.sum(optimal_return - r.returns) for r in runs])
+    regret = None if optimal_return is None else float(
+        np.mean([np.sum(optimal_return - r.returns) for r in runs]))
     return {"episodes_to_90": to_90, "auc": float(curve.mean()), "final": float(curve[-1]),
-            "regret": float(regret), "curve": curve.tolist(),
+            "regret": regret, "curve": curve.tolist(),
             "curve_std": scores.std(axis=0).tolist(), "seeds": len(runs),
             "seed_ids": list(seed_ids) if seed_ids is not None else list(range(len(runs))),
             "curves": scores.tolist()}
@@ -316,16 +404,13 @@ def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
     `env_kwargs` go to `gymnasium.make`."""
     names = list(names)
     specs = default_specs(names, fixed)
-    env = (env_id, dict(env_kwargs or {}))
-    mdp = load_mdp(env_id, **env[1])
+    problem, mdp = Problem.of(env_id, env_kwargs)
     _check_memory(mdp, workers, seeds * len(specs))
-    reference = ScoreReference.of(mdp)
     finished: list = []  # (task, run or None)
 
     def run(group: list[AgentSpec]) -> None:
         # seed by seed, so that an interrupted run holds about as many seeds of every agent
-        tasks = [(env, reference, spec, episodes, seed) for seed in range(seeds)
-                 for spec in group]
+        tasks = [(problem, spec, episodes, seed) for seed in range(seeds) for spec in group]
         try:
             finished.extend(zip(tasks, _map(_online_task, tasks, workers, progress), strict=True))
         except Interrupted as stop:
@@ -337,7 +422,7 @@ def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
         run(specs)
         if tune:
             tuned = _tuned_specs(names, lambda candidates: _best_online(
-                env, reference, candidates, episodes, workers, progress))
+                problem, candidates, episodes, workers, progress))
             specs += tuned
             run(tuned)
         complete = True
@@ -346,11 +431,12 @@ def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
     by_spec: dict[AgentSpec, list] = {spec: [] for spec in specs}
     for task, result in finished:
         if result is not None:
-            by_spec[task[2]].append((task[4], result))
+            by_spec[task[1]].append((task[3], result))
+    optimal = problem.reference.optimal_return if problem.reference is not None else None
     entries = {spec.title: {"knobs": dict(spec.knobs), **summarize_online(
-        [r for _, r in done], reference.optimal_return, [seed for seed, _ in done])}
+        [r for _, r in done], optimal, [seed for seed, _ in done])}
         for spec, done in by_spec.items() if done}
-    return _finish(_envelope(env, "online", mdp, reference, entries, complete))
+    return _finish(_envelope(problem, "online", entries, complete))
 
 
 def _finish(results: dict) -> dict:
@@ -360,8 +446,8 @@ def _finish(results: dict) -> dict:
     return results
 
 
-def _best_online(env, reference, candidates, episodes, workers, progress) -> AgentSpec:
-    tasks = [(env, reference, spec, episodes, seed) for spec in candidates
+def _best_online(problem, candidates, episodes, workers, progress) -> AgentSpec:
+    tasks = [(problem, spec, episodes, seed) for spec in candidates
              for seed in TUNING_SEEDS]
     runs = _map(_online_task, tasks, workers, progress)
     seeds = len(TUNING_SEEDS)
@@ -393,17 +479,19 @@ def run_offline(env_id: str, names: Iterable[str], behavior: str,
     sizes = [int(d) for d in dataset_episodes]
     if not sizes or min(sizes) < 1:
         raise RlfmError("dataset sizes must be positive numbers of episodes")
-    env = (env_id, dict(env_kwargs or {}))
-    mdp = load_mdp(env_id, **env[1])
+    problem, mdp = Problem.of(env_id, env_kwargs)
+    if mdp is None:
+        raise RlfmError(f"{env_id}: generated datasets need the environment's model (the "
+                        f"behaviours act on its Q*); it exposes none, so bring your own data "
+                        f"with --dataset")
     _check_memory(mdp, workers, seeds * len(sizes))
-    reference = ScoreReference.of(mdp)
     seed_ids, reporting, complete = [], False, False
     try:
         if tune:
             specs += _tuned_specs(names, lambda candidates: _best_offline(
-                env, reference, candidates, behavior, sizes, workers, progress))
+                problem, candidates, behavior, sizes, workers, progress))
         reporting = True
-        scores, seed_ids = _offline_scores(env, reference, specs, behavior, sizes,
+        scores, seed_ids = _offline_scores(problem, specs, behavior, sizes,
                                            range(seeds), workers, progress)
         complete = True
     except Interrupted as stop:
@@ -416,15 +504,15 @@ def run_offline(env_id: str, names: Iterable[str], behavior: str,
                             "seeds": len(seed_ids), "seed_ids": seed_ids,
                             "scores": scores[:, :, i].tolist()}
                for i, spec in enumerate(specs)} if seed_ids else {}
-    return _finish(_envelope(env, "offline", mdp, reference, entries, complete))
+    return _finish(_envelope(problem, "offline", entries, complete))
 
 
-def _offline_scores(env, reference, specs, behavior, sizes, seeds, workers,
+def _offline_scores(problem, specs, behavior, sizes, seeds, workers,
                     progress) -> tuple[np.ndarray, list[int]]:
     """Scores of shape (len(seeds), len(sizes), len(specs)) (every spec fits the same datasets)
     and the seeds. Interrupted: raised with the same pair for the seeds whose every D finished."""
     seeds = list(seeds)
-    tasks = [(env, reference, specs, behavior, d, seed) for seed in seeds for d in sizes]
+    tasks = [(problem, specs, behavior, d, seed) for seed in seeds for d in sizes]
     try:
         flat = _map(_offline_task, tasks, workers, progress)
     except Interrupted as stop:
@@ -435,9 +523,8 @@ def _offline_scores(env, reference, specs, behavior, sizes, seeds, workers,
     return np.array(flat).reshape(len(seeds), len(sizes), len(specs)), seeds
 
 
-def _best_offline(env, reference, candidates, behavior, sizes, workers,
-                  progress) -> AgentSpec:
-    scores, _ = _offline_scores(env, reference, candidates, behavior, sizes, TUNING_SEEDS,
+def _best_offline(problem, candidates, behavior, sizes, workers, progress) -> AgentSpec:
+    scores, _ = _offline_scores(problem, candidates, behavior, sizes, TUNING_SEEDS,
                                 workers, progress)
     return candidates[int(np.argmax(scores.mean(axis=(0, 1))))]
 
@@ -445,26 +532,26 @@ def _best_offline(env, reference, candidates, behavior, sizes, workers,
 def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
                         n_episodes: int | None, fixed: dict | None = None,
                         env_kwargs: dict | None = None) -> dict:
-    """Offline protocol on the user's own dataset: each agent fits it once; scored exactly."""
-    env = (env_id, dict(env_kwargs or {}))
-    mdp = load_mdp(env_id, **env[1])
-    reference = ScoreReference.of(mdp)
+    """Offline protocol on the user's own dataset: each agent fits it once and is scored once
+    (exactly, or by rollouts where the environment exposes no model)."""
+    problem, mdp = Problem.of(env_id, env_kwargs)
+    score = problem.scorer(mdp, seed=0)
     results = {}
     for spec in default_specs(names, fixed):
-        policy = _fit(spec, mdp, stats, seed=0)
+        policy = _agent(spec, problem, seed=0).fit(stats).policy()
         results[spec.title] = {"knobs": dict(spec.knobs), "behavior": "dataset",
-                               "dataset_episodes": [n_episodes],
-                               "score": [reference.normalise(evaluate_policy(mdp, policy))],
+                               "dataset_episodes": [n_episodes], "score": [score(policy, 0)],
                                "score_std": [0.0], "seeds": 1}
-    return _envelope(env, "offline", mdp, reference, results, complete=True)
+    return _envelope(problem, "offline", results, complete=True)
 
 
-def _envelope(env: tuple[str, dict], protocol: str, mdp: TabularMDP, reference: ScoreReference,
-              results: dict, complete: bool) -> dict:
-    env_id, env_kwargs = env
-    extra = {"env_kwargs": env_kwargs} if env_kwargs else {}
-    return {"env": env_id, **extra, "protocol": protocol, "complete": complete,
-            "scoring": "exact", "rlfm_version": __version__, "n_states": mdp.n_states,
-            "n_actions": mdp.n_actions, "horizon": mdp.horizon,
-            "optimal_return": reference.optimal_return,
-            "uniform_return": reference.uniform_return, "agents": results}
+def _envelope(problem: Problem, protocol: str, results: dict, complete: bool) -> dict:
+    extra = {"env_kwargs": problem.env_kwargs} if problem.env_kwargs else {}
+    if problem.reference is None:
+        extra["rollouts"] = problem.rollouts
+    optimal = problem.reference.optimal_return if problem.reference is not None else None
+    return {"env": problem.env_id, **extra, "protocol": protocol, "complete": complete,
+            "scoring": problem.scoring, "rlfm_version": __version__,
+            "n_states": problem.n_states, "n_actions": problem.n_actions,
+            "horizon": problem.horizon, "optimal_return": optimal,
+            "uniform_return": problem.uniform_return(), "agents": results}

@@ -41,10 +41,19 @@ def _subtitle(results: dict) -> str:
     return ", ".join(parts)
 
 
-def _finish_axes(ax, lowest: float, title: str) -> None:
-    ax.set(ylabel="normalised score (1 = optimal)", ylim=(min(-0.05, lowest - 0.05), 1.05),
-           title=title)
-    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+def _finish_axes(ax, results: dict, lowest: float, title: str, legend: bool = True) -> None:
+    if results.get("scoring") == "sampled":  # raw returns, by rollouts: no fixed range
+        ax.set(ylabel=f"return (mean of {results['rollouts']} episodes)", title=title)
+    else:
+        ax.set(ylabel="normalised score (1 = optimal)", ylim=(min(-0.05, lowest - 0.05), 1.05),
+               title=title)
+    if legend:
+        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def _top(results: dict) -> float:
+    """The highest a curve or band can go: 1 for normalised scores, unbounded for returns."""
+    return np.inf if results.get("scoring") == "sampled" else BEST
 
 
 def plot_online(results: dict, path: str | os.PathLike) -> Path:
@@ -58,13 +67,14 @@ def plot_online(results: dict, path: str | os.PathLike) -> Path:
         half = 1.96 * std / np.sqrt(max(entry["seeds"], 1))
         ax.plot(episodes, curve, label=name, lw=1.5, markevery=max(1, len(curve) // 8),
                 markersize=4, **styles[name])
-        ax.fill_between(episodes, curve - half, np.minimum(curve + half, BEST),
+        ax.fill_between(episodes, curve - half, np.minimum(curve + half, _top(results)),
                         color=styles[name]["color"], alpha=0.1)
         lowest = min(lowest, float(curve.min()))
-    ax.axhline(0.9, color="grey", ls=":", lw=1)
+    if results.get("scoring") != "sampled":
+        ax.axhline(0.9, color="grey", ls=":", lw=1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("episode")
-    _finish_axes(ax, lowest, f"{results['env']}: online (S={results['n_states']}, "
+    _finish_axes(ax, results, lowest, f"{results['env']}: online (S={results['n_states']}, "
                              f"A={results['n_actions']}, H={results['horizon']}; "
                              f"{_subtitle(results)})")
     return _save(fig, path)
@@ -79,9 +89,8 @@ def plot_offline(results: dict, path: str | os.PathLike) -> Path:
     if any(d is None for e in entries.values() for d in e["dataset_episodes"]):
         scores = [e["score"][0] for e in entries.values()]
         ax.bar(list(entries), scores, color="tab:blue")
-        ax.set(ylabel="normalised score (1 = optimal)",
-               ylim=(min(-0.05, min(scores) - 0.05), 1.05),
-               title=f"{results['env']}: offline, your dataset")
+        _finish_axes(ax, results, min(scores), f"{results['env']}: offline, your dataset",
+                     legend=False)
         return _save(fig, path)
     behavior, styles, lowest = "dataset", _styles(entries), 0.0
     for name, entry in entries.items():
@@ -89,12 +98,12 @@ def plot_offline(results: dict, path: str | os.PathLike) -> Path:
         score, std = np.array(entry["score"]), np.array(entry["score_std"])
         behavior = entry.get("behavior", behavior)
         ax.plot(sizes, score, label=name, lw=1.5, markersize=4, **styles[name])
-        ax.fill_between(sizes, score - std, np.minimum(score + std, BEST),
+        ax.fill_between(sizes, score - std, np.minimum(score + std, _top(results)),
                         color=styles[name]["color"], alpha=0.1)
         lowest = min(lowest, float(score.min()))
     ax.set_xscale("log")
     ax.set_xlabel("dataset episodes")
-    _finish_axes(ax, lowest, f"{results['env']}: offline, {behavior} behaviour "
+    _finish_axes(ax, results, lowest, f"{results['env']}: offline, {behavior} behaviour "
                              f"({_subtitle(results)})")
     return _save(fig, path)
 

@@ -148,9 +148,20 @@ def _import_user_module(module: str, env: str) -> None:
                                       f"({type(e).__name__}: {e})") from None
 
 
+def has_model(env: gym.Env) -> bool:
+    """Whether `TabularMDP.from_gymnasium` can read the exact model of `env`: a TabularMDP at
+    `unwrapped.mdp`, or a toy-text table `unwrapped.P` with `initial_state_distrib`."""
+    unwrapped = env.unwrapped
+    if isinstance(getattr(unwrapped, "mdp", None), TabularMDP):
+        return True
+    return isinstance(getattr(unwrapped, "P", None), dict) and \
+        getattr(unwrapped, "initial_state_distrib", None) is not None
+
+
 def load_mdp(env: str, **kwargs) -> TabularMDP:
     """The exact TabularMDP of ENV (see `make`)."""
     return TabularMDP.from_gymnasium(make(env, **kwargs))
 
 
-__all__ = ["EVAL_GARNETS", "LEGACY_IDS", "PUBLIC_SUITE", "SUITE_BUILDERS", "TabularEnv", "load_mdp", "make"]
+__all__ = ["EVAL_GARNETS", "LEGACY_IDS", "PUBLIC_SUITE", "SUITE_BUILDERS", "TabularEnv", "has_model",
+           "load_mdp", "make"]
