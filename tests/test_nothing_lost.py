@@ -62,11 +62,17 @@ def test_bad_out_is_refused_before_the_run(tmp_path):
 
 
 # ---- 2. Ctrl-C keeps the seeds that finished ----------------------------------------------------
-def interrupt(args, wait=6.0, second=False):
-    """Start the CLI in its own process group, send SIGINT to the group (as Ctrl-C does) after
-    `wait` seconds (and a second one 0.3 s later); returns (result, seconds to exit)."""
+def interrupt(args, wait=4.0, second=False):
+    """Start the CLI in its own process group, send SIGINT to the group (as Ctrl-C does) `wait`
+    seconds after the run has started (it has locked its --out; the machine may be busy, so
+    never a fixed delay from launch), and a second one 0.3 s later if asked; returns (result,
+    seconds to exit)."""
+    out = Path(args[args.index("--out") + 1])
     proc = subprocess.Popen([*RLFM_CLI, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / ".rlfm.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     time.sleep(wait)
     sent = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
@@ -85,7 +91,7 @@ def interrupt(args, wait=6.0, second=False):
 def test_ctrl_c_writes_the_finished_seeds(tmp_path, workers):
     result, took = interrupt([*LONG, "--workers", workers, "--out", tmp_path])
     assert result.returncode == 130, result.stderr[-2000:]
-    assert took < 5.0
+    assert took < 8.0  # a second or so on an idle machine
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "rlfm: interrupted"
     results = json.loads((tmp_path / "results.json").read_text())
@@ -101,8 +107,9 @@ def test_ctrl_c_writes_the_finished_seeds(tmp_path, workers):
 
 def test_second_ctrl_c_exits_at_once(tmp_path):
     result, took = interrupt([*LONG, "--workers", 2, "--out", tmp_path], second=True)
-    assert result.returncode == 130
-    assert took < 3.0
+    # 130, or killed by the second SIGINT while exiting: a shell reports both as status 130
+    assert result.returncode in (130, -signal.SIGINT)
+    assert took < 5.0
     assert "Traceback" not in result.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).stdout == b""
@@ -201,7 +208,10 @@ def test_a_second_run_on_the_same_out_is_refused(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 120
+        while not (tmp_path / ".rlfm.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the file exists just before the lock is taken
         one_line_error(cli(*LONG, "--out", tmp_path, "--overwrite", timeout=30),
                        "another rlfm run is writing to this directory")
     finally:
@@ -394,3 +404,53 @@ def test_regret_is_zero_for_an_optimal_agent_with_discount(tmp_path):
     mdp.save(tmp_path / "chain.npz")
     results = run_online(str(tmp_path / "chain.npz"), ["psrl"], 5, 2)
     assert results["agents"]["psrl"]["regret"] == pytest.approx(0.0, abs=1e-9)
+
+
+def _die_on_three(task):
+    if task == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return task
+
+
+def test_a_worker_that_dies_ends_the_run_with_an_error_not_a_hang():
+    from rlfm.evaluate import _map
+
+    started = time.monotonic()
+    with pytest.raises(RlfmError, match="worker process died"):
+        _map(_die_on_three, list(range(8)), workers=2)
+    assert time.monotonic() - started < 30
+    assert _map(_die_on_three, [0, 1, 2], workers=2) == [0, 1, 2]
+
+
+def test_resume_refuses_another_model(tmp_path):
+    cfg = RunConfig.load(TINY)
+    train(cfg, tmp_path, log=lambda _: None)
+    (tmp_path / "model.json").unlink()
+    cfg.model.width = 24
+    with pytest.raises(RlfmError, match="changed: model"):
+        train(cfg, tmp_path, resume=True, log=lambda _: None)
+
+
+def test_checkpoints_are_ordered_by_step_not_by_name(tmp_path):
+    from rlfm.train import _checkpoints
+
+    for step in (999_999_999, 1_000_000_000, 5):
+        (tmp_path / f"step-{step:09d}.json").write_text("{}")
+    assert [p.name for p in _checkpoints(tmp_path)] == [
+        "step-1000000000", "step-999999999", "step-000000005"]
+
+
+def test_a_huge_integer_in_a_config_is_a_one_line_error(tmp_path):
+    for table, key in (("train", "lr"), ("prior.context", "reward_noise_prob")):
+        path = tmp_path / "huge.toml"
+        path.write_text(f"[{table}]\n{key} = 1" + "0" * 400 + "\n")
+        one_line_error(cli("train", "--config", path, "--out", tmp_path / "run"),
+                       f"{table.removeprefix('prior.')}.{key} must be a finite number")
+
+
+def test_ctrl_c_before_any_seed_keeps_the_previous_results(tmp_path):
+    (tmp_path / "results.json").write_text('{"kept": true}')
+    slow = ["online", "Taxi-v3", "--agents", "psrl", "--episodes", "100", "--seeds", "2"]
+    result, _ = interrupt([*slow, "--workers", 1, "--out", tmp_path, "--overwrite"], wait=1.0)
+    assert result.returncode == 130
+    assert json.loads((tmp_path / "results.json").read_text()) == {"kept": True}

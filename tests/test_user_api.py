@@ -331,3 +331,26 @@ def test_an_environment_that_can_only_be_stepped_is_scored_by_rollouts(tmp_path)
     results = json.loads((tmp_path / "off" / "results.json").read_text())
     assert results["scoring"] == "sampled"
     assert results["agents"]["cevi"]["score"] == [1.0]
+
+
+def test_agents_that_keep_no_statistic_refuse_to_be_saved(tmp_path):
+    agent = rlfm.agents.make("qlearning", 4, 2, horizon=5)
+    with pytest.raises(rlfm.RlfmError, match="keeps no statistic"):
+        agent.save(tmp_path / "q.npz")
+    rlfm.agents.make("uniform", 4, 2, horizon=5).save(tmp_path / "u.npz")
+    assert rlfm.agents.load(tmp_path / "u.npz").name == "uniform"
+
+
+def test_tuning_and_provenance_with_agents_given_knobs(tmp_path, monkeypatch):
+    from rlfm.cli import _n_tasks, _provenance
+
+    assert _n_tasks(["ucbvi(bonus_scale=0.5)", "ucbvi"], 2, True) == 2 * 3 + 3 * len(
+        rlfm.agents.agent_class("ucbvi").TUNING_GRID["bonus_scale"])
+    from rlfm.checkpoint import save_model
+    from rlfm.model import RLFM, ModelConfig
+
+    save_model(RLFM(ModelConfig(width=8, steps=1)), tmp_path / "mine")
+    one = _provenance({}, ["rlfm(exploration=greedy)"], None)
+    assert one["checkpoint"]["name"] == "rlfm-v1"
+    two = _provenance({}, ["rlfm", f"rlfm(checkpoint={tmp_path / 'mine'})"], None)
+    assert {v["name"] for v in two["checkpoints"].values()} == {"rlfm-v1", "mine"}

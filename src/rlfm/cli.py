@@ -111,9 +111,11 @@ def _split(text: str) -> list[str]:
 def _n_tasks(names, seeds: int, tune: bool, grouped: list[str] | None = None) -> int:
     """Tasks the harness will run: one per (agent, seed), plus the tuning runs; offline, one task
     serves all agents of a group (`grouped`), so each group counts once per seed."""
+    from rlfm.agents import parse_spec
     from rlfm.evaluate import TUNING_SEEDS, tuning_candidates
 
-    tuned = [n for n in (grouped or names) if tune and tuning_candidates(n)]
+    bases = list(dict.fromkeys(parse_spec(n)[0] for n in (grouped or names)))
+    tuned = [n for n in bases if tune and tuning_candidates(n)]
     if grouped is not None:
         return seeds + len(TUNING_SEEDS) * len(tuned)
     return seeds * (len(names) + len(tuned)) + len(TUNING_SEEDS) * sum(
@@ -130,11 +132,11 @@ def _fixed(checkpoint: Path | None, device: str = "cpu") -> dict:
         read_config(checkpoint)
         knobs["checkpoint"] = str(checkpoint)
     if device != "cpu":
-        import torch
+        from rlfm.agents.rlfm import cuda_available
 
         if device != "cuda":
             raise RlfmError(f"--device must be cpu or cuda, got {device!r}")
-        if not torch.cuda.is_available():
+        if not cuda_available():
             raise RlfmError("--device cuda: no CUDA device is available")
         knobs["device"] = device
     return {"rlfm": knobs} if knobs else {}
@@ -198,22 +200,34 @@ def _run_protocol(run, out: Path | None, make_table, names: list[str],
     try:
         results = _provenance(run(), names, checkpoint)
     except Interrupted as stop:
-        if stop.results is not None:
+        if stop.results is not None and stop.results["agents"]:
             results = _provenance(stop.results, names, checkpoint)
             _write_outputs(results, out, make_table(results))
+        elif out is not None:  # keep what --out held rather than replace it by nothing
+            print(f"rlfm: no seed had finished: nothing written to {out}", file=sys.stderr)
         raise
     _write_outputs(results, out, make_table(results))
 
 
 def _provenance(results: dict, names: list[str], checkpoint: Path | None) -> dict:
-    """The command line and, where the rlfm agent ran, the checkpoint (name, weights' SHA-256)."""
-    results = {**results, "command": shlex.join(["rlfm", *sys.argv[1:]])}
-    if "rlfm" in names:
-        from rlfm.checkpoint import pretrained_path, read_config
+    """The command line and, where the rlfm agent ran, its checkpoint (name, weights' SHA-256):
+    `checkpoint` for one, `checkpoints` by agent where several ran with different ones."""
+    from rlfm.agents import parse_spec
+    from rlfm.checkpoint import pretrained_path, read_config
 
-        path = Path(checkpoint or pretrained_path())
-        name = path.stem if path.suffix in (".json", ".safetensors") else path.name
-        results["checkpoint"] = {"name": name, "sha256": read_config(path)["weights_sha256"]}
+    results = {**results, "command": shlex.join(["rlfm", *sys.argv[1:]])}
+    used = {}
+    for spec in names:
+        name, knobs = parse_spec(spec)
+        if name == "rlfm":
+            path = Path(knobs.get("checkpoint") or checkpoint or pretrained_path())
+            stem = path.stem if path.suffix in (".json", ".safetensors") else path.name
+            used[spec.strip()] = {"name": stem, "sha256": read_config(path)["weights_sha256"]}
+    distinct = {tuple(v.items()) for v in used.values()}
+    if len(distinct) == 1:
+        results["checkpoint"] = next(iter(used.values()))
+    elif used:
+        results["checkpoints"] = used
     return results
 
 

@@ -14,6 +14,8 @@ import multiprocessing
 import signal
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -286,7 +288,8 @@ class Interrupted(KeyboardInterrupt):
 def _map(fn: Callable, tasks: list, workers: int, progress: Callable[[], None] | None = None):
     """Run tasks in worker processes; results in the order of the tasks; `progress` is called
     per finished task. Ctrl-C stops the workers at once (queued tasks never start) and raises
-    Interrupted whose `results` list holds the finished tasks' results and None elsewhere."""
+    Interrupted whose `results` list holds the finished tasks' results and None elsewhere; a
+    worker that dies (killed, out of memory) ends the run with an RlfmError."""
     results = [None] * len(tasks)
     if workers <= 1 or len(tasks) <= 1:
         try:
@@ -297,35 +300,46 @@ def _map(fn: Callable, tasks: list, workers: int, progress: Callable[[], None] |
         except KeyboardInterrupt:
             raise Interrupted(results) from None
         return results
-    ctx = multiprocessing.get_context("fork")
-    pool = ctx.Pool(min(workers, len(tasks)), initializer=_worker_init)
-    pending = []
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), multiprocessing.get_context("fork"),
+                               initializer=_worker_init)
+    futures = []
     try:
-        pending = [pool.apply_async(fn, (task,), callback=lambda _: progress and progress())
-                   for task in tasks]
-        for i, result in enumerate(pending):
-            results[i] = result.get()
+        futures = [pool.submit(fn, task) for task in tasks]
+        if progress:
+            for future in futures:
+                future.add_done_callback(lambda _: progress())
+        for i, future in enumerate(futures):
+            results[i] = future.result()
     except KeyboardInterrupt:
-        for i, result in enumerate(pending):
-            if result.ready() and result.successful():
-                results[i] = result.get()
+        for i, future in enumerate(futures):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                results[i] = future.result()
         _stop(pool)
         raise Interrupted(results) from None
+    except BrokenProcessPool:
+        _stop(pool)
+        raise RlfmError("a worker process died (killed by a signal, or out of memory); "
+                        "try fewer --workers") from None
     except BaseException:
         _stop(pool)
         raise
-    pool.close()
-    pool.join()
+    pool.shutdown()
     return results
 
 
-def _stop(pool) -> None:
-    """Terminate the workers (a second Ctrl-C is held back meanwhile, so none is left behind)."""
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued tasks and terminate the workers now (a second Ctrl-C is held back
+    meanwhile, so that none is left behind)."""
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        pool.terminate()
-        pool.join()
+        # no public way to stop running workers before Python 3.14's terminate_workers()
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=5)
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)

@@ -43,9 +43,16 @@ def _has_type(value, kind) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool) \
-            and math.isfinite(value)
+        return isinstance(value, int | float) and not isinstance(value, bool) and finite(value)
     return isinstance(value, kind)
+
+
+def finite(value) -> bool:
+    """A finite number (an integer too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _article(kind) -> str:

@@ -20,6 +20,8 @@ from rlfm.errors import RlfmError
 from rlfm.limits import ensure_memory
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")  # .NAME.PID.RANDOM.tmp
+_UMASK = os.umask(0o022)  # read once (setting it is process-wide): new files honour it
+os.umask(_UMASK)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -32,9 +34,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     os.close(fd)
     tmp = Path(name)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it normal permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it normal permissions
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -370,7 +370,8 @@ def _optimizer_path(stem: Path) -> Path:
 
 def _checkpoints(out: Path) -> list[Path]:
     """Stems of the checkpoints whose JSON was written, newest first."""
-    return sorted((p.with_suffix("") for p in out.glob("step-*.json")), reverse=True)
+    stems = (p.with_suffix("") for p in out.glob("step-*.json"))
+    return sorted(stems, key=lambda stem: int(stem.name.split("-")[1]), reverse=True)
 
 
 def _remove_incomplete(out: Path) -> None:
@@ -403,6 +404,8 @@ def _restore(model, opt, out: Path, cfg: RunConfig, log) -> tuple[int, dict]:
                    if before.get("train", {}).get(k) != getattr(cfg.train, k)]
         if before.get("prior", {}) != cfg.prior:
             changed.append("prior")
+        if before.get("model", {}) != asdict(cfg.model):
+            changed.append("model")
         if changed:
             raise RlfmError(f"{out}: cannot resume with another data stream (changed: "
                             f"{', '.join(changed)}); use the run's own config or another --out")

@@ -96,21 +96,28 @@ class Agent(ABC):
         return np.array([run_episode(env, self, self.horizon, seed=seed if k == 0 else None)
                          for k in range(episodes)])
 
+    def saved_state(self) -> dict[str, np.ndarray] | None:
+        """What `save` keeps besides the knobs (arrays); None: the agent cannot be saved."""
+        return None
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Save a fitted agent (its registry name, knobs, sizes and statistic) as an .npz that
+        """Save the agent (its registry name, knobs, sizes and `saved_state`: for a model-based
+        agent, its statistic, which its exploitation policy depends on) as an .npz that
         `rlfm.agents.load` rebuilds; no pickle. Agents made by `make` (or `load`) only, since
         their knobs are then known."""
         from rlfm.io import atomic_write
 
         knobs = getattr(self, "knobs", None)
-        stats = getattr(self, "stats", None)
+        arrays = self.saved_state()
         if knobs is None:
             raise RlfmError("save: build the agent with rlfm.agents.make, so that its knobs "
                             "are recorded")
+        if arrays is None:
+            raise RlfmError(f"save: agent {self.name!r} keeps no statistic to save (only "
+                            f"model-based agents and uniform can be saved)")
         header = json.dumps({"name": self.name, "knobs": knobs, "n_states": self.n_states,
                              "n_actions": self.n_actions, "horizon": self.horizon,
                              "seed": self.seed})
-        arrays = stats.to_arrays() if stats is not None else {}
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
@@ -143,6 +150,9 @@ class ModelBasedAgent(Agent):
 
     def end_episode(self) -> None:
         self.plan()
+
+    def saved_state(self) -> dict[str, np.ndarray]:
+        return self.stats.to_arrays()
 
     def fit(self, data: Statistics | str | os.PathLike) -> ModelBasedAgent:
         if not isinstance(data, Statistics):
@@ -199,9 +209,15 @@ def parse_spec(text: str) -> tuple[str, dict]:
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split at `sep` outside brackets and parentheses; empty parts dropped."""
-    parts, depth, start = [], 0, 0
+    """Split at `sep` outside brackets, parentheses and quotes; empty parts dropped."""
+    parts, depth, start, quote = [], 0, 0, None
     for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+            continue
+        if char in "\"'":
+            quote = char
+            continue
         depth += (char in "([{") - (char in ")]}")
         if char == sep and depth == 0:
             parts.append(text[start:i])

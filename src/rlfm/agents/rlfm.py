@@ -31,16 +31,25 @@ EXPLORATION = ("gumbel", "sample", "greedy")
 _MODELS: dict = {}  # one loaded network per checkpoint path and process
 
 
+def cuda_available() -> bool:
+    """Whether a CUDA device is there, asked without initialising CUDA in this process (the
+    harness forks its workers afterwards, and a forked process cannot use an initialised CUDA)."""
+    import os
+
+    import torch
+
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    return torch.cuda.is_available()
+
+
 def load_network(checkpoint: str | None = None, device: str = "cpu"):
     """The network of `checkpoint` (default: the one shipped in the package) on `device` ("cpu"
     or "cuda"), cached."""
-    import torch
-
     from rlfm.checkpoint import load_model, pretrained_path
 
     if device not in ("cpu", "cuda"):
         raise RlfmError(f"rlfm: device must be cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device == "cuda" and not cuda_available():
         raise RlfmError("rlfm: device cuda: no CUDA device is available")
     path = Path(checkpoint) if checkpoint else pretrained_path()
     key = (str(path.resolve()), device)

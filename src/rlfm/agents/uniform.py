@@ -17,5 +17,8 @@ class UniformAgent(Agent):
     def exploit(self) -> np.ndarray:
         return np.full((self.n_states, self.n_actions), 1.0 / self.n_actions)
 
+    def saved_state(self) -> dict[str, np.ndarray]:
+        return {}  # nothing learned
+
     def fit(self, data) -> UniformAgent:
         return self  # learns nothing

@@ -22,6 +22,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from rlfm.errors import RlfmError
+from rlfm.fields import finite
 
 WEIGHT_TABLES = (("mixture",), ("context", "behaviours"))
 # The context behaviours the batched world simulates (rlfm.priors.batch).
@@ -184,7 +185,7 @@ def _check_like(value, default, where: str) -> None:
             raise PriorConfigError(f"{where} must be a {type(default).__name__}, got {value!r}")
     elif isinstance(default, int) and (not isinstance(value, int) or isinstance(value, bool)):
         raise PriorConfigError(f"{where} must be an integer, got {value!r}")
-    elif not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+    elif not isinstance(value, int | float) or isinstance(value, bool) or not finite(value):
         raise PriorConfigError(f"{where} must be a finite number, got {value!r}")
 
 
