@@ -62,6 +62,12 @@ def test_bad_out_is_refused_before_the_run(tmp_path):
 
 
 # ---- 2. Ctrl-C keeps the seeds that finished ----------------------------------------------------
+def _default_sigint() -> None:
+    """Ctrl-C's default meaning in the child, even where this test runs with SIGINT ignored (a
+    background job of a non-interactive shell inherits it ignored, and so would the CLI)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(args, wait=4.0, second=False):
     """Start the CLI in its own process group, send SIGINT to the group (as Ctrl-C does) `wait`
     seconds after the run has started (it has locked its --out; the machine may be busy, so
@@ -69,7 +75,8 @@ def interrupt(args, wait=4.0, second=False):
     seconds to exit)."""
     out = Path(args[args.index("--out") + 1])
     proc = subprocess.Popen([*RLFM_CLI, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while not (out / ".rlfm.lock").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
