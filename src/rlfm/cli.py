@@ -268,7 +268,7 @@ def tidy_csv(results: dict) -> str:
     else:
         writer.writerow(["agent", "seed", "dataset_episodes", "score"])
         for name, e in results["agents"].items():
-            seeds, scores = e.get("seed_ids", [0]), e.get("scores", [e["score"]])
+            seeds, scores = e["seed_ids"], e["scores"]
             for seed, row in zip(seeds, scores, strict=True):
                 writer.writerows([name, seed, d, v]
                                  for d, v in zip(e["dataset_episodes"], row, strict=True))

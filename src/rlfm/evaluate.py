@@ -553,9 +553,11 @@ def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
     results = {}
     for spec in default_specs(names, fixed):
         policy = _agent(spec, problem, seed=0).fit(stats).policy()
+        value = score(policy, 0)
         results[spec.title] = {"knobs": dict(spec.knobs), "behavior": "dataset",
-                               "dataset_episodes": [n_episodes], "score": [score(policy, 0)],
-                               "score_std": [0.0], "seeds": 1}
+                               "dataset_episodes": [n_episodes], "score": [value],
+                               "score_std": [0.0], "seeds": 1, "seed_ids": [0],
+                               "scores": [[value]]}
     return _envelope(problem, "offline", results, complete=True)
 
 
