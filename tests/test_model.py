@@ -8,7 +8,6 @@ import torch
 
 import rlfm
 from rlfm import CheckpointError
-from rlfm.agents._planning import bounded_backward_induction
 from rlfm.checkpoint import load_model, save_model
 from rlfm.evaluate import collect_dataset
 from rlfm.features import GraphBatch, encode_statistics, in_context_plans
@@ -103,7 +102,7 @@ def test_in_context_plans_equal_the_two_solvers(env_id, behavior, episodes):
         StatsBatch.from_statistics([stats]), torch.tensor([mdp.horizon]), torch.from_numpy(bonus),
         -2.0 * one, 3.0 * one))
     np.testing.assert_allclose(q_ce, backward_induction(model).Q[0], rtol=1e-12, atol=1e-9)
-    expected = bounded_backward_induction(model, -2.0, 3.0, lambda h, v: bonus).Q[0]
+    expected = backward_induction(model, confidence=lambda h, v: bonus, bounds=(-2.0, 3.0)).Q[0]
     np.testing.assert_allclose(q_opt, expected, rtol=1e-12, atol=1e-9)
 
 

@@ -9,6 +9,7 @@ a `scipy.sparse.csr_array` for large ones, so that every solver is written once 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,10 +270,19 @@ class Solution:
     policy: np.ndarray
 
 
-def backward_induction(mdp: TabularMDP, R: np.ndarray | None = None) -> Solution:
-    """Optimal Q_h, V_h and policy over the horizon by dynamic programming.
+def backward_induction(mdp: TabularMDP, R: np.ndarray | None = None,
+                       confidence: Callable[[int, np.ndarray], np.ndarray] | None = None,
+                       bounds: tuple[float, float] | None = None) -> Solution:
+    """Optimal Q_h, V_h and policy over the horizon by dynamic programming (float64, exact):
 
-    `R` optionally replaces the mean rewards (e.g. a reward with an exploration bonus).
+        Q_h(s, a) = R(s, a) + c_h(s, a) + gamma * sum_s' P(s'|s, a) V_{h+1}(s'),
+        Q_h       = clip(Q_h, (H - h) r_lo, (H - h) r_hi)     where bounds = (r_lo, r_hi),
+        V_h = max_a Q_h,  V_H = 0,  and states of `mdp.terminal` worth 0.
+
+    `R` optionally replaces the mean rewards. `confidence(h, V_{h+1})` gives c_h (S, A): a bonus
+    (> 0) for optimism, minus a penalty for pessimism, and +inf / -inf for an unvisited pair,
+    which the bounds turn into the largest / smallest value an (H - h)-step return can have
+    (the baselines' optimistic and pessimistic planning; see `rlfm.agents._planning`).
     """
     H, S, A = mdp.horizon, mdp.n_states, mdp.n_actions
     ensure_memory(8.0 * H * S * (A + 1), f"backward induction over H={H}, S={S}, A={A}")
@@ -280,7 +290,11 @@ def backward_induction(mdp: TabularMDP, R: np.ndarray | None = None) -> Solution
     Q = np.empty((H, S, A))
     V = np.zeros((H + 1, S))
     for h in range(H - 1, -1, -1):
-        Q[h] = R + mdp.gamma * mdp.expect(V[h + 1])
+        rewards = R if confidence is None else R + confidence(h, V[h + 1])
+        Q[h] = rewards + mdp.gamma * mdp.expect(V[h + 1])
+        if bounds is not None:
+            Q[h] = np.clip(Q[h], (H - h) * bounds[0], (H - h) * bounds[1])
+        Q[h, mdp.terminal] = 0.0
         V[h] = Q[h].max(axis=1)
     return Solution(Q=Q, V=V, policy=Q.argmax(axis=2))
 

@@ -1,8 +1,8 @@
 """Pieces shared by the baselines (UCB-VI, VI-LCB, CE-VI, PSRL, Q-learning).
 
 - `reward_range`: the reward bounds a confidence term is scaled by (our rewards are not in [0, 1]);
-- `bounded_backward_induction`: backward induction with a confidence term (a bonus or a penalty)
-  and values kept inside what an H-step return can achieve;
+- (backward induction with a confidence term, a bonus or a penalty, and values kept inside what
+  an H-step return can achieve, is `rlfm.mdp.backward_induction(mdp, confidence=, bounds=)`);
 - `greedy`: the greedy policy, ties broken uniformly at random (an agent with no data must not
   always pick action 0);
 - `is_number`, `check_reward_range`: validation of numeric knobs (bad values raise RlfmError).
@@ -10,12 +10,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from rlfm.errors import RlfmError
-from rlfm.mdp import Solution, TabularMDP
 from rlfm.stats import Statistics
 
 DELTA = 0.1  # failure probability in the log terms of the confidence bounds
@@ -52,28 +49,6 @@ def check_reward_range(reward_range) -> tuple[float, float]:
     if not (is_number(lo) and is_number(hi) and lo <= 0.0 <= hi and lo < hi):
         raise RlfmError(f"reward_range must satisfy lo <= 0 <= hi, lo < hi; got {reward_range!r}")
     return lo, hi
-
-
-def bounded_backward_induction(mdp: TabularMDP, r_lo: float, r_hi: float,
-                               confidence: Callable[[int, np.ndarray], np.ndarray]) -> Solution:
-    """Backward induction with a confidence term and bounded values:
-
-        Q_h(s, a) = clip(R(s, a) + c_h(s, a) + sum_s' P(s'|s, a) V_{h+1}(s'),
-                         (H - h) r_lo, (H - h) r_hi),        V_h = max_a Q_h,  V_H = 0,
-
-    where c_h = confidence(h, V_{h+1}) is (S, A): a bonus (> 0) for optimism, minus a penalty for
-    pessimism, and +inf / -inf for an unvisited pair, which the clip turns into the largest /
-    smallest value an (H - h)-step return can have. States of `mdp.terminal` are worth 0.
-    """
-    H, S, A = mdp.horizon, mdp.n_states, mdp.n_actions
-    Q = np.empty((H, S, A))
-    V = np.zeros((H + 1, S))
-    for h in range(H - 1, -1, -1):
-        q = mdp.R + confidence(h, V[h + 1]) + mdp.expect(V[h + 1])
-        Q[h] = np.clip(q, (H - h) * r_lo, (H - h) * r_hi)
-        Q[h, mdp.terminal] = 0.0
-        V[h] = Q[h].max(axis=1)
-    return Solution(Q=Q, V=V, policy=Q.argmax(axis=2))
 
 
 def greedy(Q: np.ndarray, rng: np.random.Generator) -> np.ndarray:

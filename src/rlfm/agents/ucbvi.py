@@ -34,7 +34,6 @@ import numpy as np
 
 from rlfm.agents._planning import (
     DELTA,
-    bounded_backward_induction,
     check_reward_range,
     greedy,
     is_number,
@@ -104,7 +103,7 @@ class UCBVI(ModelBasedAgent):
                     b = b + np.sqrt(8 * self.model.expect(spread) / n1)
             return np.where(visited, self.bonus_scale * b, np.inf)
 
-        optimistic = bounded_backward_induction(self.model, r_lo, r_hi, bonus)
+        optimistic = backward_induction(self.model, confidence=bonus, bounds=(r_lo, r_hi))
         self.Q = optimistic.Q
         self.acting = greedy(self.Q, self.rng)
         self._exploit = None

@@ -25,7 +25,6 @@ import numpy as np
 
 from rlfm.agents._planning import (
     DELTA,
-    bounded_backward_induction,
     check_reward_range,
     greedy,
     is_number,
@@ -33,6 +32,7 @@ from rlfm.agents._planning import (
 )
 from rlfm.agents.base import ModelBasedAgent, register
 from rlfm.errors import RlfmError
+from rlfm.mdp import backward_induction
 
 PENALTY_CONSTANT = 1.0  # c
 
@@ -57,8 +57,9 @@ class VILCB(ModelBasedAgent):
         L = np.log(2 * S * A * H / DELTA)
         b = self.penalty_scale * PENALTY_CONSTANT * H * (r_hi - r_lo) * np.sqrt(L / np.maximum(n, 1))
         penalty = np.where(n > 0, b, np.inf)
-        pessimistic = bounded_backward_induction(self.stats.empirical_mdp(H), r_lo, r_hi,
-                                                 lambda h, V_next: -penalty)
+        pessimistic = backward_induction(self.stats.empirical_mdp(H),
+                                         confidence=lambda h, V_next: -penalty,
+                                         bounds=(r_lo, r_hi))
         self.Q = pessimistic.Q
         self.acting = greedy(self.Q, self.rng)
 
