@@ -342,7 +342,8 @@ def test_agents_that_keep_no_statistic_refuse_to_be_saved(tmp_path):
 
 
 def test_tuning_and_provenance_with_agents_given_knobs(tmp_path, monkeypatch):
-    from rlfm.cli import _n_tasks, _provenance
+    from rlfm.cli import _n_tasks
+    from rlfm.evaluate import checkpoints_used, default_specs
 
     assert _n_tasks(["ucbvi(bonus_scale=0.5)", "ucbvi"], 2, True) == 2 * 3 + 3 * len(
         rlfm.agents.agent_class("ucbvi").TUNING_GRID["bonus_scale"])
@@ -350,7 +351,13 @@ def test_tuning_and_provenance_with_agents_given_knobs(tmp_path, monkeypatch):
     from rlfm.model import RLFM, ModelConfig
 
     save_model(RLFM(ModelConfig(width=8, steps=1)), tmp_path / "mine")
-    one = _provenance({}, ["rlfm(exploration=greedy)"], None)
+    one = checkpoints_used(default_specs(["rlfm(exploration=greedy)", "psrl"]))
     assert one["checkpoint"]["name"] == "rlfm-v1"
-    two = _provenance({}, ["rlfm", f"rlfm(checkpoint={tmp_path / 'mine'})"], None)
+    two = checkpoints_used(default_specs(["rlfm", f"rlfm(checkpoint={tmp_path / 'mine'})"]))
     assert {v["name"] for v in two["checkpoints"].values()} == {"rlfm-v1", "mine"}
+    assert checkpoints_used(default_specs(["psrl"])) == {}
+    mine = checkpoints_used(default_specs(["rlfm"], {"rlfm": {"checkpoint": str(tmp_path /
+                                                                                "mine")}}))
+    assert mine["checkpoint"]["name"] == "mine"
+    results = rlfm.run_online("rlfm/NChain-v0", ["rlfm"], episodes=1, seeds=1)
+    assert results["checkpoint"]["name"] == "rlfm-v1"  # from Python too

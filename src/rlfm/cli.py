@@ -191,17 +191,16 @@ def _output_dir(out: Path | None, overwrite: bool):
     return nullcontext() if out is None else OutputDir(out, overwrite, results="results.json")
 
 
-def _run_protocol(run, out: Path | None, make_table, names: list[str],
-                  checkpoint: Path | None) -> None:
+def _run_protocol(run, out: Path | None, make_table) -> None:
     """Run a protocol; print and write its results, with how they were made. On Ctrl-C, the
     seeds that finished are printed and written (`"complete": false`), then the command stops."""
     from rlfm.evaluate import Interrupted
 
     try:
-        results = _provenance(run(), names, checkpoint)
+        results = _provenance(run())
     except Interrupted as stop:
         if stop.results is not None and stop.results["agents"]:
-            results = _provenance(stop.results, names, checkpoint)
+            results = _provenance(stop.results)
             _write_outputs(results, out, make_table(results))
         elif out is not None:  # keep what --out held rather than replace it by nothing
             print(f"rlfm: no seed had finished: nothing written to {out}", file=sys.stderr)
@@ -209,26 +208,10 @@ def _run_protocol(run, out: Path | None, make_table, names: list[str],
     _write_outputs(results, out, make_table(results))
 
 
-def _provenance(results: dict, names: list[str], checkpoint: Path | None) -> dict:
-    """The command line and, where the rlfm agent ran, its checkpoint (name, weights' SHA-256):
-    `checkpoint` for one, `checkpoints` by agent where several ran with different ones."""
-    from rlfm.agents import parse_spec
-    from rlfm.checkpoint import pretrained_path, read_config
-
-    results = {**results, "command": shlex.join(["rlfm", *sys.argv[1:]])}
-    used = {}
-    for spec in names:
-        name, knobs = parse_spec(spec)
-        if name == "rlfm":
-            path = Path(knobs.get("checkpoint") or checkpoint or pretrained_path())
-            stem = path.stem if path.suffix in (".json", ".safetensors") else path.name
-            used[spec.strip()] = {"name": stem, "sha256": read_config(path)["weights_sha256"]}
-    distinct = {tuple(v.items()) for v in used.values()}
-    if len(distinct) == 1:
-        results["checkpoint"] = next(iter(used.values()))
-    elif used:
-        results["checkpoints"] = used
-    return results
+def _provenance(results: dict) -> dict:
+    """The results with the command line that made them (the rest of their provenance, version
+    and checkpoint, the protocol records itself)."""
+    return {**results, "command": shlex.join(["rlfm", *sys.argv[1:]])}
 
 
 def _write_outputs(results: dict, out: Path | None, table) -> None:
@@ -354,7 +337,7 @@ def online(env: Env,
         with _progress(tasks, f"online {env}") as advance:
             _run_protocol(lambda: evaluate.run_online(
                 env, names, episodes, seeds, tune=tune, workers=workers, progress=advance,
-                fixed=fixed, env_kwargs=kwargs), out, online_table, names, checkpoint)
+                fixed=fixed, env_kwargs=kwargs), out, online_table)
 
 
 @app.command()
@@ -388,8 +371,7 @@ def offline(env: Env,
             problem, _ = evaluate.Problem.of(env, kwargs)
             stats, n_episodes = load_dataset(dataset, problem.n_states, problem.n_actions)
             _run_protocol(lambda: evaluate.run_offline_dataset(
-                env, names, stats, n_episodes, fixed, env_kwargs=kwargs), out, offline_table,
-                names, checkpoint)
+                env, names, stats, n_episodes, fixed, env_kwargs=kwargs), out, offline_table)
         return
     try:
         sizes = [int(d) for d in _split(dataset_episodes or DATASET_EPISODES)]
@@ -402,8 +384,7 @@ def offline(env: Env,
         with _progress(tasks, f"offline {env}") as advance:
             _run_protocol(lambda: evaluate.run_offline(
                 env, names, behavior or "uniform", sizes, seeds, tune=tune, workers=workers,
-                progress=advance, fixed=fixed, env_kwargs=kwargs), out, offline_table, names,
-                checkpoint)
+                progress=advance, fixed=fixed, env_kwargs=kwargs), out, offline_table)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -450,7 +451,7 @@ def run_online(env_id: str, names: Iterable[str], episodes: int, seeds: int, *,
     entries = {spec.title: {"knobs": dict(spec.knobs), **summarize_online(
         [r for _, r in done], optimal, [seed for seed, _ in done])}
         for spec, done in by_spec.items() if done}
-    return _finish(_envelope(problem, "online", entries, complete))
+    return _finish(_envelope(problem, "online", entries, complete, specs))
 
 
 def _finish(results: dict) -> dict:
@@ -518,7 +519,7 @@ def run_offline(env_id: str, names: Iterable[str], behavior: str,
                             "seeds": len(seed_ids), "seed_ids": seed_ids,
                             "scores": scores[:, :, i].tolist()}
                for i, spec in enumerate(specs)} if seed_ids else {}
-    return _finish(_envelope(problem, "offline", entries, complete))
+    return _finish(_envelope(problem, "offline", entries, complete, specs))
 
 
 def _offline_scores(problem, specs, behavior, sizes, seeds, workers,
@@ -550,18 +551,35 @@ def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
     (exactly, or by rollouts where the environment exposes no model)."""
     problem, mdp = Problem.of(env_id, env_kwargs)
     score = problem.scorer(mdp, seed=0)
-    results = {}
-    for spec in default_specs(names, fixed):
+    results, specs = {}, default_specs(names, fixed)
+    for spec in specs:
         policy = _agent(spec, problem, seed=0).fit(stats).policy()
         value = score(policy, 0)
         results[spec.title] = {"knobs": dict(spec.knobs), "behavior": "dataset",
                                "dataset_episodes": [n_episodes], "score": [value],
                                "score_std": [0.0], "seeds": 1, "seed_ids": [0],
                                "scores": [[value]]}
-    return _envelope(problem, "offline", results, complete=True)
+    return _envelope(problem, "offline", results, True, specs)
 
 
-def _envelope(problem: Problem, protocol: str, results: dict, complete: bool) -> dict:
+def checkpoints_used(specs: Iterable[AgentSpec]) -> dict:
+    """Where the rlfm agent runs, the checkpoint of its weights (name, SHA-256): `checkpoint`
+    for one, or `checkpoints` by agent label where several run with different ones."""
+    from rlfm.checkpoint import pretrained_path, read_config
+
+    used = {}
+    for spec in specs:
+        if spec.name == "rlfm":
+            path = Path(dict(spec.knobs).get("checkpoint") or pretrained_path())
+            stem = path.stem if path.suffix in (".json", ".safetensors") else path.name
+            used[spec.title] = {"name": stem, "sha256": read_config(path)["weights_sha256"]}
+    if len({tuple(v.items()) for v in used.values()}) == 1:
+        return {"checkpoint": next(iter(used.values()))}
+    return {"checkpoints": used} if used else {}
+
+
+def _envelope(problem: Problem, protocol: str, results: dict, complete: bool,
+              specs: list[AgentSpec]) -> dict:
     extra = {"env_kwargs": problem.env_kwargs} if problem.env_kwargs else {}
     if problem.reference is None:
         extra["rollouts"] = problem.rollouts
@@ -570,4 +588,5 @@ def _envelope(problem: Problem, protocol: str, results: dict, complete: bool) ->
             "scoring": problem.scoring, "rlfm_version": __version__,
             "n_states": problem.n_states, "n_actions": problem.n_actions,
             "horizon": problem.horizon, "optimal_return": optimal,
-            "uniform_return": problem.uniform_return(), "agents": results}
+            "uniform_return": problem.uniform_return(), **checkpoints_used(specs),
+            "agents": results}
