@@ -224,17 +224,15 @@ def _write_outputs(results: dict, out: Path | None, table) -> None:
         return
     atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out / "results.csv", tidy_csv(results))
-    if results["agents"]:
-        plot = plot_online if results["protocol"] == "online" else plot_offline
-        plot(results, out / f"{results['protocol']}.png")
+    plot = plot_online if results["protocol"] == "online" else plot_offline
+    plot(results, out / f"{results['protocol']}.png")
     recorder = Console(record=True, width=120, file=io.StringIO())
     recorder.print(table)
     atomic_write_text(out / "table.txt", recorder.export_text())
     console.print(table)
-    what = "results.json, results.csv, table.txt" if not results["agents"] else \
-        f"results.json, results.csv, {results['protocol']}.png, table.txt"
     state = "" if results["complete"] else " (interrupted: only the seeds that finished)"
-    console.print(f"wrote {what} to {out}{state}")
+    console.print(f"wrote results.json, results.csv, {results['protocol']}.png, table.txt to "
+                  f"{out}{state}")
 
 
 def tidy_csv(results: dict) -> str:

@@ -79,8 +79,7 @@ def online_run(env: gym.Env, mdp: TabularMDP | None, agent: Agent, episodes: int
     """E episodes of `agent` in `env`, its exploitation policy scored after each: exactly on
     `mdp` (normalised by `reference`), or by `score(policy, episode)` where given."""
     if score is None:
-        reference = reference or ScoreReference.of(mdp)
-        score = lambda pi, _: reference.normalise(evaluate_policy(mdp, pi))  # noqa: E731
+        score = exact_score(mdp, reference or ScoreReference.of(mdp))
     gamma = mdp.gamma if mdp is not None else 1.0
     scores, returns = np.empty(episodes), np.empty(episodes)
     for k in range(episodes):
@@ -88,6 +87,11 @@ def online_run(env: gym.Env, mdp: TabularMDP | None, agent: Agent, episodes: int
                                  gamma=gamma)
         scores[k] = score(agent.policy(), k)
     return OnlineRun(scores=scores, returns=returns)
+
+
+def exact_score(mdp: TabularMDP, reference: ScoreReference) -> Callable[[np.ndarray, int], float]:
+    """score(policy, k): the policy's exact normalised score on `mdp` (k is unused)."""
+    return lambda pi, _: reference.normalise(evaluate_policy(mdp, pi))
 
 
 def rollout_return(env: gym.Env, policy: np.ndarray, episodes: int, seed: int) -> float:
@@ -150,7 +154,7 @@ class Problem:
     def scorer(self, mdp: TabularMDP | None, seed: int) -> Callable[[np.ndarray, int], float]:
         """score(policy, k): the k-th evaluation of run `seed`'s policy."""
         if self.reference is not None:
-            return lambda pi, _: self.reference.normalise(evaluate_policy(mdp, pi))
+            return exact_score(mdp, self.reference)
         evaluation = make_env(self.env_id, **self.env_kwargs)
         return lambda pi, k: rollout_return(evaluation, pi, self.rollouts, seed * 1_000_003 + k)
 

@@ -110,27 +110,27 @@ class OutputDir:
     LOCK = ".rlfm.lock"
 
     def __init__(self, path: str | os.PathLike, overwrite: bool = True,
-                 results: str | None = None, what: str = "--out"):
+                 results: str | None = None):
         self.path = Path(path)
-        self.overwrite, self.results, self.what = overwrite, results, what
+        self.overwrite, self.results = overwrite, results
         self._fd: int | None = None
 
     def __enter__(self) -> Path:
         path = self.path
         for parent in [path, *path.parents]:
             if parent.exists() and not parent.is_dir():
-                raise RlfmError(f"{self.what} {path}: {parent} is a file, not a directory")
+                raise RlfmError(f"--out {path}: {parent} is a file, not a directory")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise RlfmError(f"{self.what} {path}: cannot create the directory "
+            raise RlfmError(f"--out {path}: cannot create the directory "
                             f"({e.strerror or e})") from None
         if not os.access(path, os.W_OK | os.X_OK):
-            raise RlfmError(f"{self.what} {path}: the directory is not writable")
+            raise RlfmError(f"--out {path}: the directory is not writable")
         try:
             self._fd = os.open(path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
-            raise RlfmError(f"{self.what} {path}: cannot write in the directory "
+            raise RlfmError(f"--out {path}: cannot write in the directory "
                             f"({e.strerror or e})") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -138,13 +138,13 @@ class OutputDir:
             os.close(self._fd)
             self._fd = None
             if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise RlfmError(f"{self.what} {path}: another rlfm run is writing to this "
-                                f"directory; wait for it or choose another {self.what}") from None
+                raise RlfmError(f"--out {path}: another rlfm run is writing to this "
+                                f"directory; wait for it or choose another --out") from None
             raise
         if self.results and not self.overwrite and (path / self.results).exists():
             self.__exit__()
-            raise RlfmError(f"{self.what} {path} already holds {self.results}; pass --overwrite "
-                            f"to replace it, or choose another {self.what}")
+            raise RlfmError(f"--out {path} already holds {self.results}; pass --overwrite "
+                            f"to replace it, or choose another --out")
         remove_stale_temps(path)
         return path
 

@@ -36,7 +36,7 @@ from rlfm.checkpoint import load_model, load_tensors, save_model, save_tensors
 from rlfm.errors import CheckpointError, RlfmError
 from rlfm.features import GraphBatch
 from rlfm.fields import INT_MAX, build
-from rlfm.io import OutputDir, atomic_write, atomic_write_text, remove_stale_temps
+from rlfm.io import OutputDir, atomic_write, atomic_write_text
 from rlfm.model import RLFM, ModelConfig, policy_loss, segment_log_softmax, value_loss
 from rlfm.priors.config import PriorConfig
 
@@ -375,9 +375,8 @@ def _checkpoints(out: Path) -> list[Path]:
 
 
 def _remove_incomplete(out: Path) -> None:
-    """Remove what a killed run left half-written: temporary files, and checkpoint files whose
-    JSON was never written."""
-    remove_stale_temps(out)
+    """Remove the checkpoint files whose JSON a killed run never wrote (its temporary files
+    went when `OutputDir` took the directory)."""
     complete = {p.name for p in _checkpoints(out)}
     for path in out.glob("step-*.safetensors"):
         if path.name.split(".")[0] not in complete:

@@ -79,8 +79,10 @@ class Agent(ABC):
     def predict(self, state: int, step: int = 0) -> int:
         """The exploitation policy's action in `state` at `step` (the most probable one; ties
         broken at random)."""
-        probs = self.policy()[min(step, self.horizon - 1), state]
-        return int(greedy(probs, self.tie_rng))
+        pi, h = np.asarray(self.exploit()), min(step, self.horizon - 1)
+        stationary = pi.ndim == (2 if pi.dtype.kind == "f" else 1)  # (S, A) probs, (S,) actions
+        chosen = pi[state] if stationary else pi[h, state]
+        return int(chosen) if pi.dtype.kind in "iu" else int(greedy(chosen, self.tie_rng))
 
     def fit(self, data: Statistics | str | os.PathLike) -> Agent:
         """Offline: learn from a dataset alone, a Statistics or a dataset file (.npz or

@@ -46,7 +46,7 @@ class RLSVI(ModelBasedAgent):
         super().__init__(n_states, n_actions, horizon, seed)
 
     def plan(self) -> None:
-        mdp = self.stats.empirical_mdp(self.horizon)
+        self.model = mdp = self.stats.empirical_mdp(self.horizon)
         r_lo, r_hi = reward_range(self.stats, self.reward_range)
         width = self.sigma * (r_hi - r_lo) / np.sqrt(self.stats.visits + 1.0)
         R = mdp.R + width * self.rng.standard_normal(mdp.R.shape)
@@ -57,6 +57,6 @@ class RLSVI(ModelBasedAgent):
 
     def exploit(self) -> np.ndarray:
         if self._exploit is None:
-            Q = backward_induction(self.stats.empirical_mdp(self.horizon)).Q
+            Q = backward_induction(self.model).Q
             self._exploit = greedy(Q, self.tie_rng)
         return self._exploit
