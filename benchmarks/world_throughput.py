@@ -63,7 +63,7 @@ def train_rate(seconds: float, batch: int, device) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < seconds or n == 0:
         graph = sample_batch(1, index, batch, device=device).graph
-        loss, _, _ = compute_loss(model, graph, cfg.train.value_weight)
+        loss, _ = compute_loss(model, graph, cfg.train)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

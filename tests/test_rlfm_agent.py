@@ -19,7 +19,7 @@ from rlfm.model import RLFM, ModelConfig
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_model(RLFM(ModelConfig(width=16, steps=2)), path)
+    save_model(RLFM(ModelConfig(width=16, steps=2, exploit_head=True)), path)
     return str(path)
 
 
@@ -55,9 +55,10 @@ def test_offline_fit_returns_greedy_policy(checkpoint):
     assert probabilities.shape == (mdp.horizon, 16, 4)
     assert (probabilities == probabilities[0]).all()      # stationary, one-hot
     policy = probabilities[0].argmax(-1)
-    logits = agent.network.logits(stats, mdp.horizon)
-    chosen = logits[np.arange(16), policy]
-    np.testing.assert_array_equal(chosen, logits.max(1))      # always a best action
+    acting, exploit = agent.network.logits(stats, mdp.horizon)
+    assert not np.allclose(acting, exploit)                   # the exploitation head's policy
+    chosen = exploit[np.arange(16), policy]
+    np.testing.assert_array_equal(chosen, exploit.max(1))     # always a best action
 
 
 def test_tied_actions_are_broken_at_random(checkpoint):

@@ -29,6 +29,35 @@ def test_tiny_run_writes_model_log_and_checkpoints(tmp_path):
         train(RunConfig.load(TINY), tmp_path, log=lambda _: None)
 
 
+def test_return_loss_trains_an_exploitation_head_from_a_checkpoint(tmp_path):
+    """With an exploitation head and a return weight, the log has the return loss and
+    validation the head's exact score; `init` starts from another run's shared weights."""
+    from rlfm.model import RLFM
+    from rlfm.train import initialise
+
+    train(RunConfig.load(TINY), tmp_path / "base", log=lambda _: None)
+    cfg = RunConfig.from_dict({"model": {"width": 16, "steps": 2, "exploit_head": True},
+                               "train": {"steps": 2, "batch_size": 4, "world_batch": 8,
+                                         "workers": 0, "log_every": 2, "eval_every": 2,
+                                         "return_weight": 2.0,
+                                         "init": str(tmp_path / "base" / "model")},
+                               "validation": {"prior_examples": 8}})
+    model = RLFM(cfg.model)
+    initialise(model, cfg.train.init)
+    base = weights(tmp_path / "base" / "model")
+    for name, value in model.state_dict().items():
+        if name.startswith("exploit_head"):
+            assert name not in base
+        else:
+            assert torch.equal(value, base[name]), name
+    train(cfg, tmp_path / "tuned", log=lambda _: None)
+    header = (tmp_path / "tuned" / "log.csv").read_text().splitlines()[0].split(",")
+    assert "return_loss" in header and "val_exploit_score" in header
+    other = RunConfig.from_dict({"model": {"width": 8, "steps": 1}})
+    with pytest.raises(RlfmError, match="does not fit this model"):
+        initialise(RLFM(other.model), str(tmp_path / "base" / "model"))
+
+
 class Stop(Exception):
     pass
 

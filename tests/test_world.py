@@ -382,3 +382,61 @@ def test_actors_of_every_kind_are_followed(mixed):
     simulate(world, stats, torch.full((world.batch_size,), 20), Actor(stationary,
              torch.ones(world.batch_size)), torch.Generator().manual_seed(0))
     assert (stats.visits[:, 1:].sum() > 0) and (stats.visits[~world.action_mask] == 0).all()
+
+
+def test_edge_list_transitions_plan_as_the_padded_slots(mixed):
+    """The kernel on an `Edges` list (states in another order, so it reorders them) gives the
+    plan it gives on padded slots."""
+    from rlfm.planning import Edges
+    from rlfm.planning import backward_induction as kernel
+
+    _, world = mixed
+    N, A, _ = world.successors.shape
+    real = world.probs > 0
+    rows = torch.arange(N * A).view(N, A, 1).expand_as(real)[real]
+    order = torch.randperm(N, generator=torch.Generator().manual_seed(0))
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(N)
+    edges = Edges(rows, world.successors[real], world.probs[real]).reorder(order, inverse, A)
+    mine = kernel(edges, None, world.R[order], world.state_mdp[order], world.horizon,
+                  action_mask=world.action_mask[order], greedy_actions=True)
+    ref = world.solve(greedy_actions=True)
+    torch.testing.assert_close(mine.q, ref.q[order])
+    torch.testing.assert_close(mine.v, ref.v[order])
+    assert torch.equal(mine.actions, ref.actions[order])
+
+
+def test_training_batches_score_policies_exactly_in_their_true_mdps():
+    """A training batch carries its true MDPs: J of a policy given on the graph's nodes equals
+    the exact evaluation, in the whole batch and in every part it splits into."""
+    from rlfm.features import GraphBatch
+
+    batch = sample_batch(0, 0, 16, dtype=torch.float64)
+    graph = batch.graph
+    rng = np.random.default_rng(0)
+    policies = [torch.softmax(torch.as_tensor(rng.normal(size=c.world.R.shape))
+                              .masked_fill(~c.world.action_mask, -torch.inf), -1)
+                for c in batch.chunks]
+    exact = torch.cat([torch.tensor([evaluate_policy(c.world.to_mdp(i),
+                                                     pi[part(c.world, i), :int(c.world.n_actions[i])]
+                                                     .numpy())
+                                     for i in range(c.world.batch_size)], dtype=torch.float64)
+                       for c, pi in zip(batch.chunks, policies, strict=True)])
+    nodes = torch.cat([pi[c.world.action_mask] for c, pi in zip(batch.chunks, policies,
+                                                                    strict=True)])
+    torch.testing.assert_close(graph.true_return(nodes), exact)
+    score, scored = graph.true_score(nodes)
+    true = graph.true_mdp
+    gap = true.optimal_return - true.uniform_return
+    torch.testing.assert_close(score[scored], ((exact - true.uniform_return) / gap)[scored])
+    parts = graph.split(3)
+    for j, p in enumerate(parts):
+        keep = torch.zeros(graph.n_graphs, dtype=torch.bool)
+        keep[j::3] = True
+        mine = nodes[keep[graph.state_graph][graph.sa_state]]
+        torch.testing.assert_close(p.true_return(mine), exact[keep])
+    back = GraphBatch.concatenate(parts)
+    order = torch.cat([torch.arange(graph.n_graphs)[j::3] for j in range(3)])
+    keep_nodes = torch.cat([nodes[(graph.state_graph[graph.sa_state] % 3) == j]
+                            for j in range(3)])
+    torch.testing.assert_close(back.true_return(keep_nodes), exact[order])

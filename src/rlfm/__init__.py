@@ -24,11 +24,12 @@ from rlfm.stats import Statistics
 
 
 def load_pretrained(path=None):
-    """The network of the checkpoint at `path` (NAME, NAME.json or NAME.safetensors), or by
-    default the one shipped inside the package (no network access needed)."""
-    from rlfm.checkpoint import load_model, pretrained_path
+    """The network of the checkpoint at `path` (NAME, NAME.json or NAME.safetensors, or the
+    name of a checkpoint shipped in the package), by default the shipped default one (no
+    network access needed)."""
+    from rlfm.checkpoint import load_model, resolve
 
-    return load_model(path or pretrained_path())
+    return load_model(resolve(path or "pretrained"))
 
 
 def run_online(env, agents, episodes=100, seeds=10, **options) -> dict:

@@ -84,11 +84,11 @@ def _rlfm_fingerprint(fixed: dict | None) -> str:
     import inspect
 
     from rlfm.agents.rlfm import RLFMAgent
-    from rlfm.checkpoint import pretrained_path, read_config
+    from rlfm.checkpoint import read_config, resolve
 
     knobs = (fixed or {}).get("rlfm", {})
     default = inspect.signature(RLFMAgent).parameters["exploration"].default
-    sha = read_config(knobs.get("checkpoint") or pretrained_path())["weights_sha256"]
+    sha = read_config(resolve(knobs.get("checkpoint") or "pretrained"))["weights_sha256"]
     return f"{sha} exploration={knobs.get('exploration', default)}"
 
 

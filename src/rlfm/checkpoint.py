@@ -128,8 +128,19 @@ def load_model(path: str | os.PathLike) -> RLFM:
     return model
 
 
-def pretrained_path() -> Path:
-    return Path(str(resources.files("rlfm") / "checkpoints" / PRETRAINED))
+def pretrained_path(name: str | None = None) -> Path:
+    """The checkpoint `name` shipped in the package (default: the one the agents use)."""
+    return Path(str(resources.files("rlfm") / "checkpoints" / (name or PRETRAINED)))
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A checkpoint given as a path, or as the name of one shipped in the package
+    ("rlfm-v1"; "pretrained": the default)."""
+    if str(path) == "pretrained":
+        return pretrained_path()
+    shipped = pretrained_path(str(path))
+    return shipped if Path(path).name == str(path) and _paths(shipped)[1].is_file() \
+        else Path(path)
 
 
 def load_pretrained() -> RLFM:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -569,12 +568,12 @@ def run_offline_dataset(env_id: str, names: Iterable[str], stats: Statistics,
 def checkpoints_used(specs: Iterable[AgentSpec]) -> dict:
     """Where the rlfm agent runs, the checkpoint of its weights (name, SHA-256): `checkpoint`
     for one, or `checkpoints` by agent label where several run with different ones."""
-    from rlfm.checkpoint import pretrained_path, read_config
+    from rlfm.checkpoint import read_config, resolve
 
     used = {}
     for spec in specs:
         if spec.name == "rlfm":
-            path = Path(dict(spec.knobs).get("checkpoint") or pretrained_path())
+            path = resolve(dict(spec.knobs).get("checkpoint") or "pretrained")
             stem = path.stem if path.suffix in (".json", ".safetensors") else path.name
             used[spec.title] = {"name": stem, "sha256": read_config(path)["weights_sha256"]}
     if len({tuple(v.items()) for v in used.values()}) == 1:

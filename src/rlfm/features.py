@@ -23,9 +23,9 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from rlfm.planning import backward_induction
+from rlfm.planning import Edges, backward_induction
 from rlfm.stats import Statistics
-from rlfm.world import StatsBatch, per_mdp_max, per_mdp_min
+from rlfm.world import StatsBatch, per_mdp_max, per_mdp_min, segment_sum
 
 SA_FEATURES = 14
 CE_GAP = 12  # index of the CE plan's action gap in units of its span over the MDP
@@ -43,7 +43,8 @@ class GraphBatch:
     edge_sa, edge_next (E,): observed transitions (s, a) -> s'; edge_log_p (E,): log P̂(s'|s,a);
     edge_x (E, EDGE_FEATURES); graph_states, graph_actions (G,): S and A of each MDP.
     Optional training targets: policy_target (N_sa,), value_target (N_s,), state_terminal (N_s,)
-    (the true terminal states, left out of the policy loss), and the family of each MDP.
+    (the true terminal states, left out of the policy loss), the family of each MDP, and the
+    true MDPs themselves (`TrueMDP`).
     """
 
     sa_x: torch.Tensor
@@ -60,6 +61,7 @@ class GraphBatch:
     value_target: torch.Tensor | None = None
     state_terminal: torch.Tensor | None = None
     families: tuple[str, ...] = ()
+    true_mdp: TrueMDP | None = None
 
     @property
     def n_states(self) -> int:
@@ -71,32 +73,28 @@ class GraphBatch:
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> GraphBatch:
         """Move to `device`; cast the floating-point tensors to `dtype` (indices stay int64)."""
-        def move(x):
-            if not isinstance(x, torch.Tensor):
-                return x
-            return x.to(device, dtype) if (dtype is not None and x.is_floating_point()) \
-                else x.to(device)
-        return GraphBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        return _map_tensors(self, lambda x: x.to(device, dtype) if (
+            dtype is not None and x.is_floating_point()) else x.to(device))
 
     def select(self, graphs: torch.Tensor) -> GraphBatch:
         """The batch of the graphs `graphs` alone (in their order in this batch)."""
-        keep_g = torch.zeros(self.n_graphs, dtype=torch.bool, device=self.sa_x.device)
-        keep_g[graphs] = True
-        keep_s = keep_g[self.state_graph]
-        keep_sa = keep_s[self.sa_state]
-        keep_e = keep_sa[self.edge_sa]
-        new_g, new_s, new_sa = (k.cumsum(0) - 1 for k in (keep_g, keep_s, keep_sa))
-        pick = lambda x, keep: None if x is None else x[keep]  # noqa: E731
-        return GraphBatch(
-            sa_x=self.sa_x[keep_sa], sa_state=new_s[self.sa_state[keep_sa]],
-            state_x=self.state_x[keep_s], state_graph=new_g[self.state_graph[keep_s]],
-            edge_sa=new_sa[self.edge_sa[keep_e]], edge_next=new_s[self.edge_next[keep_e]],
-            edge_log_p=self.edge_log_p[keep_e], edge_x=self.edge_x[keep_e],
-            graph_states=self.graph_states[keep_g], graph_actions=self.graph_actions[keep_g],
-            policy_target=pick(self.policy_target, keep_sa),
-            value_target=pick(self.value_target, keep_s),
-            state_terminal=pick(self.state_terminal, keep_s),
-            families=tuple(f for f, k in zip(self.families, keep_g.tolist(), strict=False) if k))
+        keep = {"graph": torch.zeros(self.n_graphs, dtype=torch.bool, device=self.sa_x.device)}
+        keep["graph"][graphs] = True
+        keep["state"] = keep["graph"][self.state_graph]
+        keep["sa"] = keep["state"][self.sa_state]
+        keep["edge"] = keep["sa"][self.edge_sa]
+        if self.true_mdp is not None:
+            keep["true_edge"] = keep["sa"][self.true_mdp.edge_sa]
+        renumber = {kind: keep[kind].cumsum(0) - 1 for kind in ("graph", "state", "sa")}
+
+        def pick(name, x, kind):
+            if x is None:
+                return None
+            if kind == "graph" and not isinstance(x, torch.Tensor):    # families
+                return tuple(f for f, k in zip(x, keep["graph"].tolist(), strict=False) if k)
+            x = x[keep[kind]]
+            return renumber[_INDEXES[name]][x] if name in _INDEXES else x
+        return _rebuild(self, pick)
 
     def split(self, parts: int) -> list[GraphBatch]:
         """`parts` batches of every `parts`-th graph (a world batch holds its MDPs grouped by
@@ -106,33 +104,126 @@ class GraphBatch:
         index = torch.arange(self.n_graphs, device=self.sa_x.device)
         return [self.select(index[j::parts]) for j in range(parts)]
 
+    def action_slots(self) -> tuple[torch.Tensor, int]:
+        """Where each (s, a) node sits in a padded (N_s, A) table: (slot (N_sa,) = s * A + a,
+        A = the most actions of any graph)."""
+        A = int(self.graph_actions.max())
+        per_state = self.graph_actions[self.state_graph]
+        first = per_state.cumsum(0) - per_state
+        local = torch.arange(self.sa_x.shape[0], device=self.sa_x.device) - first[self.sa_state]
+        return self.sa_state * A + local, A
+
+    def greedy(self, logits: torch.Tensor) -> torch.Tensor:
+        """The deterministic policy (N_sa,) that takes each state's highest-scoring action
+        (the lowest-numbered among exact ties), as action probabilities per node."""
+        slot, A = self.action_slots()
+        table = logits.new_full((self.n_states * A,), -torch.inf).index_copy(0, slot, logits)
+        best = table.view(self.n_states, A).argmax(-1)
+        return (slot == self.sa_state * A + best[self.sa_state]).to(logits.dtype)
+
+    def true_return(self, policy: torch.Tensor) -> torch.Tensor:
+        """J(pi) (G,): the exact expected return in each true MDP of the stationary policy of
+        action probabilities `policy` (N_sa,), by the planning kernel; differentiable in it."""
+        true = self.true_mdp
+        if true is None:
+            raise ValueError("this batch carries no true MDPs")
+        slot, A = self.action_slots()
+        table = lambda x: x.new_zeros(self.n_states * A).index_copy(  # noqa: E731
+            0, slot, x).view(self.n_states, A)
+        plan = backward_induction(Edges(slot[true.edge_sa], true.edge_next, true.edge_p), None,
+                                  table(true.reward.to(policy.dtype)), self.state_graph,
+                                  true.horizon, gamma=true.gamma.to(policy.dtype),
+                                  policy=table(policy))
+        return segment_sum(true.initial.to(policy.dtype) * plan.v, self.state_graph,
+                           self.n_graphs)
+
+    def true_score(self, policy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised exact scores (J - J_uniform) / (J* - J_uniform) (G,) of `policy`, and
+        which graphs have a score (where every policy is optimal, none does: it is set to 1)."""
+        true = self.true_mdp
+        J = self.true_return(policy)
+        J_star, J_uniform = true.optimal_return.to(J.dtype), true.uniform_return.to(J.dtype)
+        gap = J_star - J_uniform
+        scored = gap > 100 * torch.finfo(J.dtype).eps * J_star.abs().clamp_min(1.0)
+        score = (J - J_uniform) / torch.where(scored, gap, torch.ones_like(gap))
+        return torch.where(scored, score, torch.ones_like(score)), scored
+
     @classmethod
     def concatenate(cls, graphs: list[GraphBatch]) -> GraphBatch:
         """One packed batch from several (every index offset)."""
         if len(graphs) == 1:
             return graphs[0]
         offsets = {"sa": 0, "state": 0, "graph": 0}
-        parts: dict[str, list] = {f.name: [] for f in fields(cls)}
-        shift = {"sa_state": "state", "state_graph": "graph", "edge_sa": "sa",
-                 "edge_next": "state"}
+        shifted = []
         for g in graphs:
-            for f in fields(cls):
-                x = getattr(g, f.name)
-                if f.name in shift:
-                    x = x + offsets[shift[f.name]]
-                parts[f.name].append(x)
+            shifted.append(_rebuild(g, lambda name, x, kind, o=dict(offsets): x + o[
+                _INDEXES[name]] if name in _INDEXES and x is not None else x))
             offsets["sa"] += g.sa_x.shape[0]
             offsets["state"] += g.state_x.shape[0]
             offsets["graph"] += g.n_graphs
-        out = {}
-        for name, xs in parts.items():
-            if name == "families":
-                out[name] = tuple(f for x in xs for f in x)
-            elif any(x is None for x in xs):
-                out[name] = None
-            else:
-                out[name] = torch.cat(xs)
-        return cls(**out)
+
+        def join(name, x, kind):
+            xs = [_field(g, name) for g in shifted]
+            if any(y is None for y in xs):
+                return None
+            return torch.cat(xs) if isinstance(xs[0], torch.Tensor) else \
+                tuple(f for y in xs for f in y)
+        return _rebuild(graphs[0], join)
+
+
+@dataclass
+class TrueMDP:
+    """The true MDP behind each graph of a training batch, on the graph's own nodes, for losses
+    that score the network's policy exactly (`rlfm.train.return_loss`).
+
+    edge_sa, edge_next, edge_p (E,): every non-zero P(s'|s, a) of the true MDP, by (s, a) node;
+    reward (N_sa,): R(s, a); initial (N_s,): the start distribution; horizon, gamma (G,);
+    optimal_return, uniform_return (G,): J of an optimal and of the uniform policy."""
+
+    edge_sa: torch.Tensor
+    edge_next: torch.Tensor
+    edge_p: torch.Tensor
+    reward: torch.Tensor
+    initial: torch.Tensor
+    horizon: torch.Tensor
+    gamma: torch.Tensor
+    optimal_return: torch.Tensor
+    uniform_return: torch.Tensor
+
+
+# What each field of a GraphBatch (and of its TrueMDP, by the name true_mdp.NAME) is indexed
+# by, and which kind of node the index fields point to: select and concatenate follow them.
+_KINDS = {"sa_x": "sa", "sa_state": "sa", "state_x": "state", "state_graph": "state",
+          "edge_sa": "edge", "edge_next": "edge", "edge_log_p": "edge", "edge_x": "edge",
+          "graph_states": "graph", "graph_actions": "graph", "policy_target": "sa",
+          "value_target": "state", "state_terminal": "state", "families": "graph",
+          "true_mdp.edge_sa": "true_edge", "true_mdp.edge_next": "true_edge",
+          "true_mdp.edge_p": "true_edge", "true_mdp.reward": "sa", "true_mdp.initial": "state",
+          "true_mdp.horizon": "graph", "true_mdp.gamma": "graph",
+          "true_mdp.optimal_return": "graph", "true_mdp.uniform_return": "graph"}
+_INDEXES = {"sa_state": "state", "state_graph": "graph", "edge_sa": "sa", "edge_next": "state",
+            "true_mdp.edge_sa": "sa", "true_mdp.edge_next": "state"}
+
+
+def _field(g: GraphBatch, name: str):
+    if name.startswith("true_mdp."):
+        return None if g.true_mdp is None else getattr(g.true_mdp, name.split(".")[1])
+    return getattr(g, name)
+
+
+def _rebuild(g: GraphBatch, fn) -> GraphBatch:
+    """A GraphBatch whose every field is fn(name, value, kind) of `g`'s."""
+    out = {f.name: fn(f.name, getattr(g, f.name), _KINDS[f.name])
+           for f in fields(GraphBatch) if f.name != "true_mdp"}
+    if g.true_mdp is not None:
+        out["true_mdp"] = TrueMDP(**{
+            f.name: fn(f"true_mdp.{f.name}", getattr(g.true_mdp, f.name),
+                       _KINDS[f"true_mdp.{f.name}"]) for f in fields(TrueMDP)})
+    return GraphBatch(**out)
+
+
+def _map_tensors(g: GraphBatch, fn) -> GraphBatch:
+    return _rebuild(g, lambda name, x, kind: fn(x) if isinstance(x, torch.Tensor) else x)
 
 
 def encode_statistics(stats: Statistics, horizon: int, device=None) -> GraphBatch:

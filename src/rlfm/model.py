@@ -9,16 +9,19 @@ times like unrolled value iteration, does:
              step can express a Bellman expectation; an unvisited pair gets a learned message
   update     residual MLPs on both node types
 
-A policy head scores every (s, a); a softmax over each state's actions gives π(a|s). A value
-head reads the state nodes. There is no maximum S or A: every operation is per node or edge,
-with shared weights and order-free sums, hence equivariant to permutations of states and of
-actions.
+A policy head scores every (s, a); a softmax over each state's actions gives π(a|s), the acting
+policy. An optional exploitation head scores every (s, a) again: trained for the exact return
+its own policy earns in the true MDP (`train.return_loss`), it gives the policy to deploy once
+the data are in (what `policy()` reports online and what `fit` returns offline); acting and
+exploiting want different heads. A value head reads the state nodes. There is no maximum S or
+A: every operation is per node or edge, with shared weights and order-free sums, hence
+equivariant to permutations of states and of actions.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -35,6 +38,7 @@ class ModelConfig:
     steps: int = 8             # K: applications of the weight-tied block
     transition_bias: bool = True
     weight_tying: bool = True
+    exploit_head: bool = False
     LIMITS: ClassVar[dict] = {"width": (1, 1024), "steps": (1, 64)}
 
     def to_dict(self) -> dict:
@@ -108,8 +112,17 @@ def _actions_per_state(g: GraphBatch, h_s: torch.Tensor) -> torch.Tensor:
     return g.graph_actions[g.state_graph].to(h_s.dtype).unsqueeze(-1)
 
 
+class Outputs(NamedTuple):
+    """What the network says about a batch: acting-policy logits and exploitation logits per
+    (s, a) node (the same tensor when there is no exploitation head), values per state."""
+
+    logits: torch.Tensor
+    values: torch.Tensor
+    exploit: torch.Tensor
+
+
 class RLFM(nn.Module):
-    """The network. `forward(batch)` gives policy logits per (s, a) node and values per state."""
+    """The network. `forward(batch)` gives its `Outputs`."""
 
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
@@ -121,8 +134,9 @@ class RLFM(nn.Module):
         self.blocks = nn.ModuleList(Block(d, config.transition_bias) for _ in range(n_blocks))
         self.policy_head = mlp(d, d, 1)
         self.value_head = mlp(d, d, 1)
+        self.exploit_head = mlp(d, d, 1) if config.exploit_head else None
 
-    def forward(self, g: GraphBatch, steps: int | None = None):
+    def forward(self, g: GraphBatch, steps: int | None = None) -> Outputs:
         steps = steps or self.config.steps
         h_sa, h_s = self.sa_in(g.sa_x), self.state_in(g.state_x)
         has_edges = torch.zeros(h_sa.shape[0], dtype=torch.bool, device=h_sa.device)
@@ -130,12 +144,13 @@ class RLFM(nn.Module):
         for k in range(steps):
             block = self.blocks[min(k, len(self.blocks) - 1)]
             h_sa, h_s = block(h_sa, h_s, g, has_edges)
-        return self.policy_head(h_sa).squeeze(-1), self.value_head(h_s).squeeze(-1)
+        logits = self.policy_head(h_sa).squeeze(-1)
+        exploit = logits if self.exploit_head is None else self.exploit_head(h_sa).squeeze(-1)
+        return Outputs(logits, self.value_head(h_s).squeeze(-1), exploit)
 
     def log_policy(self, g: GraphBatch, steps: int | None = None) -> torch.Tensor:
         """log π(a|s) for every (s, a) node: a log-softmax over each state's actions."""
-        logits, _ = self(g, steps)
-        return segment_log_softmax(logits, g.sa_state, g.n_states)
+        return segment_log_softmax(self(g, steps).logits, g.sa_state, g.n_states)
 
     def _graph(self, stats: Statistics, horizon: int) -> GraphBatch:
         self.eval()
@@ -149,10 +164,13 @@ class RLFM(nn.Module):
         return log_pi.exp().view(stats.n_states, stats.n_actions).double().numpy()
 
     @torch.no_grad()
-    def logits(self, stats: Statistics, horizon: int, steps: int | None = None) -> np.ndarray:
-        """Policy logits as an (S, A) array (for sampling with Gumbel noise)."""
-        logits, _ = self(self._graph(stats, horizon), steps)
-        return logits.view(stats.n_states, stats.n_actions).double().numpy()
+    def logits(self, stats: Statistics, horizon: int,
+               steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Acting-policy logits and exploitation logits, each an (S, A) array."""
+        out = self(self._graph(stats, horizon), steps)
+        shape = (stats.n_states, stats.n_actions)
+        return (out.logits.view(shape).double().numpy(),
+                out.exploit.view(shape).double().numpy())
 
 
 def policy_loss(log_pi: torch.Tensor, g: GraphBatch) -> torch.Tensor:

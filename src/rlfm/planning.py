@@ -8,7 +8,9 @@ Layout (packed, as PyTorch Geometric packs graphs): the states of all MDPs of a 
 concatenated, N in all, and `state_mdp` (N,) says which MDP each belongs to. Actions are padded
 to A and successors to K per (s, a): `successors` (N, A, K) holds global next-state indices and
 `probs` (N, A, K) their probabilities (0 on padding), so memory grows with the non-zero
-transitions, never with S*S nor with the largest MDP's S. Padded actions are left out of every
+transitions, never with S*S nor with the largest MDP's S. Where the number of successors varies
+widely between pairs (a batch mixing dense and sparse MDPs), the transitions can instead be an
+`Edges` list, one entry per non-zero P(s'|s, a), with no padding at all. Padded actions are left out of every
 maximum by `action_mask` (N, A).
 
 With t the number of steps to go (t = H - h), one step is
@@ -44,6 +46,33 @@ class Plan:
     actions: torch.Tensor | None = None
 
 
+@dataclass
+class Edges:
+    """Transitions as a list: `row` (E,) = s * A + a, non-decreasing; `next_state` (E,) global
+    state indices; `prob` (E,) P(next_state | s, a)."""
+
+    row: torch.Tensor
+    next_state: torch.Tensor
+    prob: torch.Tensor
+
+    def expectation(self, N: int, A: int):
+        """As `expectation`, for a list: the first n states' edges are a prefix."""
+        ends = torch.searchsorted(self.row, torch.arange(N + 1, device=self.row.device) * A)
+        ends = ends.tolist()
+
+        def expect(v: torch.Tensor, n: int) -> torch.Tensor:
+            e = ends[n]
+            terms = self.prob[:e] * v[self.next_state[:e]]
+            return v.new_zeros(n * A).index_add(0, self.row[:e], terms).view(n, A)
+        return expect
+
+    def reorder(self, order: torch.Tensor, inverse: torch.Tensor, A: int) -> Edges:
+        """The same transitions with state `order[i]` renumbered i."""
+        row = inverse[self.row // A] * A + self.row % A
+        sort = torch.argsort(row, stable=True)
+        return Edges(row[sort], inverse[self.next_state[sort]], self.prob[sort])
+
+
 def expectation(successors: torch.Tensor, probs: torch.Tensor):
     """A function (v (N,), n) -> E[v(s') | s, a] (n, A) for the first n states.
 
@@ -62,7 +91,8 @@ def expectation(successors: torch.Tensor, probs: torch.Tensor):
     return expect
 
 
-def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.Tensor,
+def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | None,
+                       R: torch.Tensor,
                        state_mdp: torch.Tensor, horizon: torch.Tensor, *,
                        gamma: torch.Tensor | None = None, action_mask: torch.Tensor | None = None,
                        bonus: torch.Tensor | None = None,
@@ -72,6 +102,7 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
                        tie_noise: torch.Tensor | None = None) -> Plan:
     """Backward induction (see the module docstring) for a packed batch of MDPs.
 
+    Transitions: `successors` (N, A, K) with `probs`, or an `Edges` with probs None.
     state_mdp (N,) int; horizon (B,) int; gamma (B,) or None (1); action_mask (N, A) bool or
     None (all valid); bonus (N, A); bounds (lo, hi), each (B,): per-step reward bounds;
     terminal (N,) bool; policy: None (optimal values), (N, A) stationary or (N, Hmax, A)
@@ -79,11 +110,12 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
     also return the greedy action of every step (ties to the lowest index, or, given
     `tie_noise` (N, A) in [0, 1), to the tied action of largest noise: uniformly at random).
     """
-    N = successors.shape[0]
+    edges = successors if isinstance(successors, Edges) else None
+    N, A = R.shape
     device = R.device
     if N == 0:
         return Plan(q=R, v=R.new_zeros(0),
-                    actions=successors.new_zeros(0, 0) if greedy_actions else None)
+                    actions=state_mdp.new_zeros(0, 0) if greedy_actions else None)
     horizon = horizon.to(device)
     if bool((horizon < 1).any()):
         raise ValueError("every horizon must be at least 1")
@@ -94,8 +126,10 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(N, device=device)
         pick = lambda x: None if x is None else x[order]  # noqa: E731
+        moved = (edges.reorder(order, inverse, A), None) if edges is not None else \
+            (inverse[successors[order]], probs[order])
         plan = backward_induction(
-            inverse[successors[order]], probs[order], R[order], state_mdp[order], horizon,
+            *moved, R[order], state_mdp[order], horizon,
             gamma=gamma, action_mask=pick(action_mask), bonus=pick(bonus), bounds=bounds,
             terminal=pick(terminal), policy=pick(policy), greedy_actions=greedy_actions,
             tie_noise=pick(tie_noise))
@@ -105,7 +139,7 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
     # the states whose MDP still runs at t steps to go: a prefix of length active[t]
     steps = torch.arange(H + 2, device=device)
     active = torch.searchsorted(-h_state, -steps, right=True).tolist()
-    expect = expectation(successors, probs)
+    expect = edges.expectation(N, A) if edges is not None else expectation(successors, probs)
     base = R if bonus is None else R + bonus
     mask = None if action_mask is None or bool(action_mask.all()) else action_mask
     per_state = lambda x: x.to(R.dtype)[state_mdp].view(N, 1)  # noqa: E731
@@ -117,7 +151,7 @@ def backward_induction(successors: torch.Tensor, probs: torch.Tensor, R: torch.T
     rows = torch.arange(N, device=device)
     v = R.new_zeros(N)
     finished = []                  # Q_0 of the states whose MDP's horizon is t, t = 1, 2, ...
-    actions = successors.new_zeros(N, H) if greedy_actions else None
+    actions = state_mdp.new_zeros(N, H) if greedy_actions else None
     for t in range(1, H + 1):
         n = active[t]
         cut = (lambda x: x) if n == N else (lambda x, n=n: None if x is None else x[:n])

@@ -37,7 +37,14 @@ from rlfm.errors import CheckpointError, RlfmError
 from rlfm.features import GraphBatch
 from rlfm.fields import INT_MAX, build
 from rlfm.io import OutputDir, atomic_write, atomic_write_text
-from rlfm.model import RLFM, ModelConfig, policy_loss, segment_log_softmax, value_loss
+from rlfm.model import (
+    RLFM,
+    ModelConfig,
+    policy_loss,
+    segment_log_softmax,
+    segment_softmax,
+    value_loss,
+)
 from rlfm.priors.config import PriorConfig
 
 try:
@@ -57,6 +64,10 @@ class TrainConfig:
     warmup_steps: int = 200
     grad_clip: float = 1.0
     value_weight: float = 0.2
+    return_weight: float = 0.0       # weight of the exploitation head's return loss
+    init: str = ""                   # a checkpoint to start from: a path, or the name of one
+                                     # shipped in the package ("rlfm-v1"); parameters it lacks
+                                     # (a new head) start fresh
     workers: int = 1                 # data-generating processes (0: in the training process,
                                      # on the training device)
     threads: int = 1                 # torch threads of the training process
@@ -67,6 +78,7 @@ class TrainConfig:
         "seed": (0, INT_MAX // 1024), "steps": (1, INT_MAX), "batch_size": (1, 1 << 20),
         "world_batch": (1, 1 << 24), "lr": (1e-12, 10.0), "weight_decay": (0.0, 10.0),
         "warmup_steps": (0, INT_MAX), "grad_clip": (1e-12, 1e12), "value_weight": (0.0, 1e6),
+        "return_weight": (0.0, 1e6),
         "workers": (0, 1024), "threads": (1, 1024), "log_every": (1, INT_MAX),
         "checkpoint_every": (1, INT_MAX), "eval_every": (1, INT_MAX)}
 
@@ -126,12 +138,44 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def compute_loss(model, batch: GraphBatch, value_weight: float):
-    logits, values = model(batch)
-    log_pi = segment_log_softmax(logits, batch.sa_state, batch.n_states)
-    p_loss = policy_loss(log_pi, batch)
-    v_loss = value_loss(values, batch)
-    return p_loss + value_weight * v_loss, p_loss.detach(), v_loss.detach()
+def compute_loss(model, batch: GraphBatch, tc: TrainConfig):
+    """The training loss and its parts: cross-entropy of the acting policy to the Boltzmann
+    target, the value loss, and (with return_weight > 0) the return loss of the exploitation
+    head."""
+    out = model(batch)
+    log_pi = segment_log_softmax(out.logits, batch.sa_state, batch.n_states)
+    parts = {"policy_loss": policy_loss(log_pi, batch), "value_loss": value_loss(out.values, batch)}
+    loss = parts["policy_loss"] + tc.value_weight * parts["value_loss"]
+    if tc.return_weight > 0:
+        parts["return_loss"] = return_loss(out.exploit, batch)
+        loss = loss + tc.return_weight * parts["return_loss"]
+    return loss, {k: v.detach() for k, v in parts.items()}
+
+
+def return_loss(exploit_logits: torch.Tensor, batch: GraphBatch) -> torch.Tensor:
+    """Minus the mean normalised exact return, in each true MDP, of the stochastic policy
+    softmax(exploit_logits): the return the exploitation policy earns, not a guess of the
+    optimal action. Each score is clipped to [-1, 1], so that an MDP where the uniform policy
+    is nearly optimal (normalised scores of -100) does not drown the others."""
+    pi = segment_softmax(exploit_logits, batch.sa_state, batch.n_states)
+    score, scored = batch.true_score(pi)
+    return -(score.clamp(-1.0, 1.0) * scored).sum() / scored.sum().clamp_min(1)
+
+
+def initialise(model: RLFM, path: str) -> None:
+    """Start from the weights of checkpoint `path` (a path or a shipped checkpoint's name), a
+    fine-tuning start: every parameter it holds must exist here with its shape; the model's
+    own additions (a new head) keep their fresh initialisation."""
+    from rlfm.checkpoint import resolve
+
+    source = load_model(resolve(path)).state_dict()
+    own = model.state_dict()
+    for name, value in source.items():
+        if name not in own or own[name].shape != value.shape:
+            raise RlfmError(f"train.init: {path} does not fit this model ({name}: "
+                            f"{tuple(value.shape)} there, "
+                            f"{tuple(own[name].shape) if name in own else 'absent'} here)")
+    model.load_state_dict(source, strict=False)
 
 
 # ---- optimizer state as safetensors + JSON (never pickle) -------------------------------------
@@ -167,54 +211,37 @@ def mean_score(scores: torch.Tensor) -> float:
     return float(scores.clamp(-1.0, 1.0).mean())
 
 
-def greedy_scores(chunk, logits: torch.Tensor) -> torch.Tensor:
-    """Normalised exact scores (B,) of the stationary greedy policies of `logits` (N, A) (padded
-    actions ignored) in the chunk's true MDPs."""
-    world = chunk.world
-    greedy = logits.masked_fill(~world.action_mask, -torch.inf).argmax(-1)
-    policy = torch.nn.functional.one_hot(greedy, logits.shape[1]).to(world.R.dtype)
-    J = world.evaluate(policy)
-    J_uniform = world.evaluate(world.uniform_policy())
-    J_star = chunk.targets["optimal_return"]
-    gap = J_star - J_uniform
-    trivial = gap <= 1e-12 * J_star.abs().clamp_min(1.0)   # every policy is optimal
-    return torch.where(trivial, torch.ones_like(J), (J - J_uniform) / torch.where(
-        trivial, torch.ones_like(gap), gap))
-
-
 def cevi_reference(val) -> dict:
     """The validation score of certainty-equivalent planning on the same statistics, acting with
     its first-step plan as a stationary policy as the network does: the bar the network must
     clear (it sees that plan among its features)."""
     from rlfm.planning import backward_induction
 
-    scores = []
+    q = []
     for chunk in val.chunks:
         successors, probs, R = chunk.stats.empirical()
-        q = backward_induction(successors, probs, R, chunk.world.state_mdp, chunk.world.horizon,
-                               action_mask=chunk.world.action_mask).q
-        scores.append(greedy_scores(chunk, q))
-    return {"val_prior_score": mean_score(torch.cat(scores))}
+        q.append(backward_induction(successors, probs, R, chunk.world.state_mdp,
+                                    chunk.world.horizon,
+                                    action_mask=chunk.world.action_mask).q[chunk.world.action_mask])
+    score, _ = val.graph.true_score(val.graph.greedy(torch.cat(q)))
+    return {"val_prior_score": mean_score(score)}
 
 
 @torch.no_grad()
 def validate(model: RLFM, val) -> dict:
+    """On held-out prior MDPs: the acting policy's cross-entropy, and the exact scores of the
+    greedy policies of the acting logits and of the exploitation logits."""
     model.eval()
     weight = model.sa_in[0].weight
     graph = val.graph.to(weight.device, weight.dtype)
-    logits, _ = model(graph)
-    log_pi = segment_log_softmax(logits, graph.sa_state, graph.n_states)
-    scores, offset = [], 0
-    for chunk in val.chunks:
-        mask = chunk.world.action_mask
-        n = int(mask.sum())
-        padded = torch.full(mask.shape, -torch.inf, dtype=torch.float64)
-        padded[mask] = logits[offset:offset + n].double().cpu()
-        scores.append(greedy_scores(chunk, padded))
-        offset += n
+    out = model(graph)
+    log_pi = segment_log_softmax(out.logits, graph.sa_state, graph.n_states)
+    exact = val.graph   # float64: the scores are exact
+    score = lambda logits: mean_score(exact.true_score(  # noqa: E731
+        exact.greedy(logits.double().cpu()))[0])
     model.train()
     return {"val_policy_loss": policy_loss(log_pi, graph).item(),
-            "val_prior_score": mean_score(torch.cat(scores))}
+            "val_prior_score": score(out.logits), "val_exploit_score": score(out.exploit)}
 
 
 # ---- the loop -----------------------------------------------------------------------------------
@@ -242,6 +269,8 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     model = RLFM(cfg.model)
+    if tc.init:
+        initialise(model, tc.init)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     lock = OutputDir(out) if main else contextlib.nullcontext()
     with lock:
@@ -296,7 +325,7 @@ def _train(cfg: RunConfig, out: Path, model: RLFM, opt, resume: bool, log, devic
         batch = batch.to(device)
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, tc)
-        loss, p_loss, v_loss = compute_loss(ddp_model, batch, tc.value_weight)
+        loss, parts = compute_loss(ddp_model, batch, tc)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -306,7 +335,7 @@ def _train(cfg: RunConfig, out: Path, model: RLFM, opt, resume: bool, log, devic
         if main and (step % tc.log_every == 0 or step == tc.steps):
             rate = seen / (time.perf_counter() - started)
             row = {"step": step, "lr": opt.param_groups[0]["lr"], "loss": loss.item(),
-                   "policy_loss": p_loss.item(), "value_loss": v_loss.item(),
+                   **{k: v.item() for k, v in parts.items()},
                    "grad_norm": float(grad_norm), "mdps_per_s": rate}
             if step % tc.eval_every == 0 or step == tc.steps:
                 row.update(validate(model, val))

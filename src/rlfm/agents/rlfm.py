@@ -12,14 +12,14 @@ acts on them. `exploration`:
 The default is the mode with the best online AUC on held-out prior MDPs
 (benchmarks/exploration.py: sample 0.62, gumbel 0.49, greedy 0.34 with rlfm-v1). Greedy acting
 on rlfm-v1 behaves like certainty-equivalent control and gets stuck (NChain, Garnet20).
-The exploitation policy (`policy()`, and `fit` offline) is greedy on π. Exactly tied actions
+The exploitation policy (`policy()`, and `fit` offline) is greedy on the network's exploitation
+head (trained for the return its own policy earns), or on π for a checkpoint without one.
+Exactly tied actions
 (a state with no data gives every action the same logit) are broken at random, as the baselines
 do: always taking action 0 there is a fixed, arbitrary policy, often worse than uniform.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -45,13 +45,13 @@ def cuda_available() -> bool:
 def load_network(checkpoint: str | None = None, device: str = "cpu"):
     """The network of `checkpoint` (default: the one shipped in the package) on `device` ("cpu"
     or "cuda"), cached."""
-    from rlfm.checkpoint import load_model, pretrained_path
+    from rlfm.checkpoint import load_model, resolve
 
     if device not in ("cpu", "cuda"):
         raise RlfmError(f"rlfm: device must be cpu or cuda, got {device!r}")
     if device == "cuda" and not cuda_available():
         raise RlfmError("rlfm: device cuda: no CUDA device is available")
-    path = Path(checkpoint) if checkpoint else pretrained_path()
+    path = resolve(checkpoint or "pretrained")
     key = (str(path.resolve()), device)
     if key not in _MODELS:
         _MODELS[key] = load_model(path).to(device)
@@ -72,7 +72,7 @@ class RLFMAgent(ModelBasedAgent):
         super().__init__(n_states, n_actions, horizon, seed)
 
     def plan(self) -> None:
-        self.logits = self.network.logits(self.stats, self.horizon)
+        self.logits, self.exploit_logits = self.network.logits(self.stats, self.horizon)
         if self.exploration == "gumbel":
             self.acting = (self.logits + self.rng.gumbel(size=self.logits.shape)).argmax(axis=1)
         elif self.exploration == "greedy":
@@ -87,5 +87,5 @@ class RLFMAgent(ModelBasedAgent):
 
     def exploit(self) -> np.ndarray:
         if self._exploit is None:
-            self._exploit = greedy(self.logits, self.tie_rng)
+            self._exploit = greedy(self.exploit_logits, self.tie_rng)
         return self._exploit

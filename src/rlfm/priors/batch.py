@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlfm.features import GraphBatch, encode
+from rlfm.features import GraphBatch, TrueMDP, encode
 from rlfm.mdp import TabularMDP
 from rlfm.priors.config import PriorConfig, load_config
 from rlfm.priors.sampler import sample_mdp
@@ -215,6 +215,20 @@ def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBa
     return stats, list(kind), n_eps
 
 
+def true_mdp(world: MDPBatch, optimal_return: torch.Tensor) -> TrueMDP:
+    """The MDPs of `world` on the nodes of their graphs (one (s, a) node per real action, in
+    the world's order), for exact scoring in the training loss."""
+    mask = world.action_mask
+    node = torch.full(mask.shape, -1, dtype=torch.int64, device=mask.device)
+    node[mask] = torch.arange(int(mask.sum()), device=mask.device)
+    real = (world.probs > 0) & mask[..., None]
+    sa = node[:, :, None].expand_as(real)[real]
+    return TrueMDP(edge_sa=sa, edge_next=world.successors[real], edge_p=world.probs[real],
+                   reward=world.R[mask], initial=world.initial, horizon=world.horizon.clone(),
+                   gamma=world.gamma, optimal_return=optimal_return,
+                   uniform_return=world.evaluate(world.uniform_policy()))
+
+
 def sample_batch(seed: int, index: int, batch_size: int, config: PriorConfig | str | None = None,
                  device=None, dtype: torch.dtype = torch.float32) -> PriorBatch:
     """Batch `index` of the stream of `seed`: `batch_size` MDPs from the prior, a context in
@@ -236,6 +250,7 @@ def sample_batch(seed: int, index: int, batch_size: int, config: PriorConfig | s
         graph.value_target = target["value"].float()
         graph.state_terminal = world.terminal
         graph.families = tuple(world.families)
+        graph.true_mdp = true_mdp(world, target["optimal_return"])
         graphs.append(graph)
         chunks.append(Chunk(world, stats, target, behaviours, episodes,
                             torch.as_tensor(group, device=device)[world.source]))
