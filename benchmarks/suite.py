@@ -1,6 +1,6 @@
 """The public suite, online and offline, every agent (rlfm and the baselines, these at defaults
-and tuned), 10 seeds: runs `rlfm bench` (resumable), which writes benchmarks/suite/ and the
-section benchmarks/results/30_suite_public.md.
+and tuned; `rlfm bench`'s default agent lists), 10 seeds: runs `rlfm bench` (resumable), which
+writes benchmarks/suite/ and the section benchmarks/results/30_suite_public.md.
 
     python benchmarks/suite.py
 """
@@ -13,6 +13,4 @@ ROOT = Path(__file__).parent.parent
 
 if __name__ == "__main__":
     subprocess.run([sys.executable, "-m", "rlfm", "bench", "--suite", "public", "--seeds", "10",
-                    "--online-agents", "rlfm,ucbvi,psrl,qlearning",
-                    "--offline-agents", "rlfm,vilcb,cevi", "--out", "benchmarks/suite"],
-                   cwd=ROOT, check=True)
+                    "--out", "benchmarks/suite"], cwd=ROOT, check=True)

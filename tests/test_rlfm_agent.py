@@ -16,6 +16,15 @@ from rlfm.model import RLFM, ModelConfig
 
 
 @pytest.fixture(scope="module")
+def plain_checkpoint(tmp_path_factory):
+    """A network without an exploitation head (it exploits greedily on its policy)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "plain"
+    save_model(RLFM(ModelConfig(width=16, steps=2)), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
@@ -46,26 +55,41 @@ def test_gumbel_policy_is_fixed_within_an_episode(checkpoint):
     assert len(draws) > 1  # a new deterministic policy each episode
 
 
-def test_offline_fit_returns_greedy_policy(checkpoint):
+def test_offline_fit_returns_the_exploitation_heads_policy(checkpoint):
     env = rlfm.envs.make("FrozenLake-v1")
     mdp = rlfm.TabularMDP.from_gymnasium(env)
     stats = collect_dataset(env, mdp, "expert", 20, seed=0)
     agent = rlfm.agents.make("rlfm", 16, 4, horizon=mdp.horizon, checkpoint=checkpoint)
     probabilities = agent.fit(stats).policy()
     assert probabilities.shape == (mdp.horizon, 16, 4)
-    assert (probabilities == probabilities[0]).all()      # stationary, one-hot
-    policy = probabilities[0].argmax(-1)
+    assert (probabilities == probabilities[0]).all()      # stationary
     acting, exploit = agent.network.logits(stats, mdp.horizon)
     assert not np.allclose(acting, exploit)                   # the exploitation head's policy
-    chosen = exploit[np.arange(16), policy]
-    np.testing.assert_array_equal(chosen, exploit.max(1))     # always a best action
+    expected = np.exp(exploit) / np.exp(exploit).sum(1, keepdims=True)
+    np.testing.assert_allclose(probabilities[0], expected, rtol=1e-12)
+    chosen = agent.predict(3)
+    assert expected[3, chosen] == expected[3].max()
 
 
-def test_tied_actions_are_broken_at_random(checkpoint):
+def test_without_an_exploitation_head_it_exploits_greedily(plain_checkpoint):
+    env = rlfm.envs.make("FrozenLake-v1")
+    mdp = rlfm.TabularMDP.from_gymnasium(env)
+    stats = collect_dataset(env, mdp, "expert", 20, seed=0)
+    agent = rlfm.agents.make("rlfm", 16, 4, horizon=mdp.horizon,
+                             checkpoint=plain_checkpoint).fit(stats)
+    policy = agent.policy()[0]
+    assert set(np.unique(policy)) == {0.0, 1.0}               # one-hot
+    logits, exploit = agent.network.logits(stats, mdp.horizon)
+    np.testing.assert_array_equal(logits, exploit)
+    np.testing.assert_array_equal(logits[np.arange(16), policy.argmax(1)], logits.max(1))
+
+
+def test_tied_actions_are_broken_at_random(checkpoint, plain_checkpoint):
     """With no data every action of a state has the same logit: the greedy policy must not be
     'always action 0' (a fixed arbitrary policy), but differ across seeds."""
     policies = {tuple(rlfm.agents.make("rlfm", 16, 4, horizon=100, seed=seed,
-                                       checkpoint=checkpoint).exploit()) for seed in range(5)}
+                                       checkpoint=plain_checkpoint).exploit())
+                for seed in range(5)}
     assert len(policies) > 1
     acting = {tuple(rlfm.agents.make("rlfm", 16, 4, horizon=100, seed=seed, checkpoint=checkpoint,
                                      exploration="greedy").act(s, 0) for s in range(16))

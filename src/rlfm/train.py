@@ -229,19 +229,23 @@ def cevi_reference(val) -> dict:
 
 @torch.no_grad()
 def validate(model: RLFM, val) -> dict:
-    """On held-out prior MDPs: the acting policy's cross-entropy, and the exact scores of the
-    greedy policies of the acting logits and of the exploitation logits."""
+    """On held-out prior MDPs: the acting policy's cross-entropy, the exact score of its greedy
+    policy, and (with an exploitation head) the exact score of the exploitation policy as the
+    agent deploys it, softmax(exploit logits)."""
     model.eval()
     weight = model.sa_in[0].weight
     graph = val.graph.to(weight.device, weight.dtype)
     out = model(graph)
     log_pi = segment_log_softmax(out.logits, graph.sa_state, graph.n_states)
     exact = val.graph   # float64: the scores are exact
-    score = lambda logits: mean_score(exact.true_score(  # noqa: E731
-        exact.greedy(logits.double().cpu()))[0])
+    score = lambda policy: mean_score(exact.true_score(policy)[0])  # noqa: E731
+    metrics = {"val_policy_loss": policy_loss(log_pi, graph).item(),
+               "val_prior_score": score(exact.greedy(out.logits.double().cpu()))}
+    if model.exploit_head is not None:
+        metrics["val_exploit_score"] = score(segment_softmax(
+            out.exploit.double().cpu(), exact.sa_state, exact.n_states))
     model.train()
-    return {"val_policy_loss": policy_loss(log_pi, graph).item(),
-            "val_prior_score": score(out.logits), "val_exploit_score": score(out.exploit)}
+    return metrics
 
 
 # ---- the loop -----------------------------------------------------------------------------------

@@ -12,14 +12,18 @@ acts on them. `exploration`:
 The default is the mode with the best online AUC on held-out prior MDPs
 (benchmarks/exploration.py: sample 0.62, gumbel 0.49, greedy 0.34 with rlfm-v1). Greedy acting
 on rlfm-v1 behaves like certainty-equivalent control and gets stuck (NChain, Garnet20).
-The exploitation policy (`policy()`, and `fit` offline) is greedy on the network's exploitation
-head (trained for the return its own policy earns), or on π for a checkpoint without one.
-Exactly tied actions
+The exploitation policy (`policy()`, and `fit` offline) is, with a checkpoint that has an
+exploitation head, that head's stochastic policy softmax(exploit logits): exactly the policy
+whose return it was trained to maximise (where the data say nothing, it stays spread, as
+uniform behaviour does, rather than committing to one arbitrary action). A checkpoint without
+one exploits greedily on π. Exactly tied actions
 (a state with no data gives every action the same logit) are broken at random, as the baselines
 do: always taking action 0 there is a fixed, arbitrary policy, often worse than uniform.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -58,6 +62,21 @@ def load_network(checkpoint: str | None = None, device: str = "cpu"):
     return _MODELS[key]
 
 
+@contextmanager
+def _one_thread():
+    """Run the network on one torch thread: float sums split across threads depend on their
+    number, and the exploitation policy's probabilities would carry that into the scores, so a
+    seed would not give identical results whatever the number of worker processes."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @register("rlfm")
 class RLFMAgent(ModelBasedAgent):
     TUNING_GRID: dict = {}  # one checkpoint, one setting, everywhere
@@ -72,7 +91,8 @@ class RLFMAgent(ModelBasedAgent):
         super().__init__(n_states, n_actions, horizon, seed)
 
     def plan(self) -> None:
-        self.logits, self.exploit_logits = self.network.logits(self.stats, self.horizon)
+        with _one_thread():
+            self.logits, self.exploit_logits = self.network.logits(self.stats, self.horizon)
         if self.exploration == "gumbel":
             self.acting = (self.logits + self.rng.gumbel(size=self.logits.shape)).argmax(axis=1)
         elif self.exploration == "greedy":
@@ -87,5 +107,9 @@ class RLFMAgent(ModelBasedAgent):
 
     def exploit(self) -> np.ndarray:
         if self._exploit is None:
-            self._exploit = greedy(self.exploit_logits, self.tie_rng)
+            if self.network.exploit_head is None:
+                self._exploit = greedy(self.logits, self.tie_rng)
+            else:
+                z = np.exp(self.exploit_logits - self.exploit_logits.max(axis=1, keepdims=True))
+                self._exploit = z / z.sum(axis=1, keepdims=True)
         return self._exploit
