@@ -14,7 +14,8 @@ from pathlib import Path
 from rlfm.bench import assemble_results
 
 HERE = Path(__file__).parent
-SCRIPTS = ["solver_speed", "world_throughput", "checkpoints", "suite", "exploration", "planning", "model_speed", "ablations"]
+SCRIPTS = ["solver_speed", "world_throughput", "checkpoints", "suite", "exploration", "planning",
+           "model_speed", "ablations"]
 
 def main(names: list[str]) -> None:
     for name in names or SCRIPTS:

@@ -14,7 +14,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import rlfm
-from rlfm.checkpoint import pretrained_path
+from rlfm.checkpoint import PRETRAINED, pretrained_path
 from rlfm.envs import EVAL_GARNETS, SUITE_BUILDERS
 
 ROOT = Path(__file__).parent.parent
@@ -97,7 +97,7 @@ def test_results_record_how_they_were_made_and_match_the_csv(tmp_path):
     assert results["rlfm_version"] == rlfm.__version__ and results["scoring"] == "exact"
     assert results["command"].startswith("rlfm online rlfm/NChain-v0 --agents rlfm,uniform")
     shipped = json.loads(pretrained_path().with_suffix(".json").read_text())
-    assert results["checkpoint"] == {"name": "rlfm-v1", "sha256": shipped["weights_sha256"]}
+    assert results["checkpoint"] == {"name": PRETRAINED, "sha256": shipped["weights_sha256"]}
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert len(rows) == 2 * 2 * 3
     for name, entry in results["agents"].items():
@@ -352,12 +352,25 @@ def test_tuning_and_provenance_with_agents_given_knobs(tmp_path, monkeypatch):
 
     save_model(RLFM(ModelConfig(width=8, steps=1)), tmp_path / "mine")
     one = checkpoints_used(default_specs(["rlfm(exploration=greedy)", "psrl"]))
-    assert one["checkpoint"]["name"] == "rlfm-v1"
+    assert one["checkpoint"]["name"] == PRETRAINED
     two = checkpoints_used(default_specs(["rlfm", f"rlfm(checkpoint={tmp_path / 'mine'})"]))
-    assert {v["name"] for v in two["checkpoints"].values()} == {"rlfm-v1", "mine"}
+    assert {v["name"] for v in two["checkpoints"].values()} == {PRETRAINED, "mine"}
+    by_name = checkpoints_used(default_specs(["rlfm(checkpoint=rlfm-v1)"]))
+    v1 = json.loads(pretrained_path("rlfm-v1").with_suffix(".json").read_text())
+    assert by_name["checkpoint"] == {"name": "rlfm-v1", "sha256": v1["weights_sha256"]}
     assert checkpoints_used(default_specs(["psrl"])) == {}
     mine = checkpoints_used(default_specs(["rlfm"], {"rlfm": {"checkpoint": str(tmp_path /
                                                                                 "mine")}}))
     assert mine["checkpoint"]["name"] == "mine"
     results = rlfm.run_online("rlfm/NChain-v0", ["rlfm"], episodes=1, seeds=1)
-    assert results["checkpoint"]["name"] == "rlfm-v1"  # from Python too
+    assert results["checkpoint"]["name"] == PRETRAINED  # from Python too
+
+
+def test_a_shipped_checkpoint_is_named_on_the_command_line(tmp_path):
+    ran = cli("offline", "rlfm/NChain-v0", "--agents", "rlfm", "--checkpoint", "rlfm-v1",
+              "--dataset-episodes", "1", "--seeds", "1", "--workers", "1", "--out", tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads((tmp_path / "results.json").read_text())["checkpoint"]["name"] == "rlfm-v1"
+    ran = cli("offline", "rlfm/NChain-v0", "--agents", "rlfm", "--checkpoint", "rlfm-v9",
+              "--seeds", "1", "--out", tmp_path / "other")
+    assert ran.returncode != 0 and "rlfm-v9" in ran.stderr and "Traceback" not in ran.stderr

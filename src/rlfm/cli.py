@@ -28,7 +28,8 @@ DEFAULT_BENCH_ONLINE = "rlfm,ucbvi,psrl,opsrl,rlsvi,qlearning"
 DEFAULT_OFFLINE = "rlfm,vilcb,cevi"
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 DATASET_EPISODES = ",".join(map(str, DEFAULT_DATASET_EPISODES))
-CHECKPOINT_HELP = "model checkpoint for the rlfm agent (default: the one shipped)"
+CHECKPOINT_HELP = ("model checkpoint for the rlfm agent: a path, or the name of one shipped "
+                   "in the package (rlfm-v2, the default; rlfm-v1)")
 # Options shared by several commands.
 Env = Annotated[str, typer.Argument(help=ENV_HELP)]
 EnvKwargs = Annotated[str | None, typer.Option(
@@ -127,9 +128,9 @@ def _fixed(checkpoint: Path | None, device: str = "cpu") -> dict:
     any work)."""
     knobs: dict = {}
     if checkpoint is not None:
-        from rlfm.checkpoint import read_config
+        from rlfm.checkpoint import read_config, resolve
 
-        read_config(checkpoint)
+        read_config(resolve(checkpoint))
         knobs["checkpoint"] = str(checkpoint)
     if device != "cpu":
         from rlfm.agents.rlfm import cuda_available
