@@ -440,3 +440,26 @@ def test_training_batches_score_policies_exactly_in_their_true_mdps():
     keep_nodes = torch.cat([nodes[(graph.state_graph[graph.sa_state] % 3) == j]
                             for j in range(3)])
     torch.testing.assert_close(back.true_return(keep_nodes), exact[order])
+
+
+def test_mixed_offline_contexts_pool_two_epsilon_greedy_behaviours(mixed):
+    """A `mixed` context (off in the default prior) pools episodes of two epsilon-greedy
+    behaviours around the optimum: with both epsilons 0 it takes optimal actions only, with
+    epsilons up to 1 it also tries others."""
+    from rlfm.priors.batch import sample_contexts
+
+    _, world = mixed
+    plan = world.solve(greedy_actions=True)
+    optimal = torch.zeros(world.R.shape, dtype=torch.bool)
+    for h in range(plan.actions.shape[1]):
+        optimal[torch.arange(world.n_total_states), plan.actions[:, h]] = True
+    base = load_config().context
+    for top, only_optimal in ((0.0, True), (1.0, False)):
+        context = {**base, "zero_data_prob": 0.0, "behaviours": {"mixed": 1.0},
+                   "mixed": {"epsilon": [0.0, top]}}
+        stats, kinds, episodes = sample_contexts(np.random.default_rng(0),
+                                                 torch.Generator().manual_seed(0), world,
+                                                 context, plan.actions)
+        assert set(kinds) == {"mixed"} and (episodes >= 1).all()
+        visited = stats.visits > 0
+        assert visited.any() and bool((visited & ~optimal).any()) != only_optimal

@@ -16,7 +16,10 @@ Context behaviours (weights `[context.behaviours]` of the prior):
                    epsilon-greedily with probability epsilon_prob, replanning after each of
                    its first `replan_every_episode` episodes and then after growing rounds;
   psrl             posterior sampling (`world.posterior_problem`), at most `max_episodes`
-                   episodes, replanning on the same kind of schedule.
+                   episodes, replanning on the same kind of schedule;
+  mixed            an offline dataset pooled from two epsilon-greedy behaviours around the
+                   optimal policy, each epsilon ~ U(epsilon), a share ~ U(0, 1) of the episodes
+                   from the first.
 Example b of a batch depends on the seed, the batch index and the batch size only.
 """
 
@@ -41,6 +44,7 @@ from rlfm.world import (
     per_mdp_min,
     posterior_problem,
     run_learners,
+    simulate,
     targets,
 )
 
@@ -165,13 +169,16 @@ def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBa
     epsilon = np.zeros(B)
     kind = np.array([names[w] for w in which])
     epsilon[kind == "uniform"] = 1.0
-    greedy = np.flatnonzero(kind == "epsilon_greedy")
+    greedy = np.flatnonzero(np.isin(kind, ("epsilon_greedy", "mixed")))
     if greedy.size:
         if optimal_actions is None:
             optimal_actions = world.solve(greedy_actions=True).actions
         states = world.states_of(torch.as_tensor(greedy, device=device))
         table[states] = optimal_actions[states]
-        epsilon[greedy] = rng.uniform(*context["epsilon_greedy"]["epsilon"], size=greedy.size)
+    for name in ("epsilon_greedy", "mixed"):
+        chosen = np.flatnonzero(kind == name)
+        if chosen.size:
+            epsilon[chosen] = rng.uniform(*context[name]["epsilon"], size=chosen.size)
     fixed = world.states_of(torch.as_tensor(np.flatnonzero(kind == "fixed_policy"),
                                             device=device))
     if fixed.numel():
@@ -205,14 +212,20 @@ def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBa
                 sub.select(psrl), world.horizon[mdps][psrl], gen))
         return problem.greedy()
 
-    n_eps = torch.as_tensor(episodes, device=device)
-    run_learners(world, stats, n_eps, Actor(table, torch.as_tensor(epsilon, device=device,
-                                                                   dtype=dtype)),
-                 plan, gen, adaptive=is_optimistic | is_psrl,
-                 replan_every=torch.as_tensor(every, device=device, dtype=dtype),
-                 replan_growth=torch.as_tensor(growth, device=device, dtype=dtype),
-                 observe=observe)
-    return stats, list(kind), n_eps
+    # a mixed dataset: a share of its episodes from a second epsilon, simulated afterwards
+    mixed = np.flatnonzero(kind == "mixed")
+    second, second_epsilon = np.zeros(B, np.int64), np.zeros(B)
+    if mixed.size:
+        second[mixed] = rng.binomial(episodes[mixed], 1.0 - rng.uniform(size=mixed.size))
+        second_epsilon[mixed] = rng.uniform(*context["mixed"]["epsilon"], size=mixed.size)
+    as_tensor = lambda x, dt=dtype: torch.as_tensor(x, device=device, dtype=dt)  # noqa: E731
+    run_learners(world, stats, as_tensor(episodes - second, torch.int64),
+                 Actor(table, as_tensor(epsilon)), plan, gen, adaptive=is_optimistic | is_psrl,
+                 replan_every=as_tensor(every), replan_growth=as_tensor(growth), observe=observe)
+    if mixed.size:
+        simulate(world, stats, as_tensor(second, torch.int64),
+                 Actor(table, as_tensor(second_epsilon)), gen, observe)
+    return stats, list(kind), as_tensor(episodes, torch.int64)
 
 
 def true_mdp(world: MDPBatch, optimal_return: torch.Tensor) -> TrueMDP:

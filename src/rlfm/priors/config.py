@@ -26,7 +26,7 @@ from rlfm.fields import finite
 
 WEIGHT_TABLES = (("mixture",), ("context", "behaviours"))
 # The context behaviours the batched world simulates (rlfm.priors.batch).
-BEHAVIOURS = ("uniform", "epsilon_greedy", "fixed_policy", "optimistic", "psrl")
+BEHAVIOURS = ("uniform", "epsilon_greedy", "fixed_policy", "optimistic", "psrl", "mixed")
 
 
 class PriorConfigError(RlfmError, ValueError):
