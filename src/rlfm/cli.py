@@ -8,7 +8,9 @@ import io
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
@@ -176,14 +178,29 @@ def _progress(total: int, description: str):
 
 def _interruptible(command):
     """Ctrl-C ends a command with one line on stderr and exit status 130 (what was finished is
-    written first, see `_run_protocol`); a second Ctrl-C while writing ends it at once."""
+    written first, see `_run_protocol`); a second Ctrl-C ends the process at once, status 130,
+    whatever it is doing (atomic writes leave no half-written file; a KeyboardInterrupt raised
+    inside a native library's callback during shutdown would abort the process instead)."""
     @functools.wraps(command)
     def run(*args, **kwargs):
+        seen = []
+
+        def on_ctrl_c(signum, frame):
+            if seen:
+                os._exit(130)
+            seen.append(signum)
+            raise KeyboardInterrupt
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, on_ctrl_c) if main else None
         try:
             return command(*args, **kwargs)
         except KeyboardInterrupt:
             print("rlfm: interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
+        finally:
+            if main and not seen:   # once interrupted, the process is on its way out
+                signal.signal(signal.SIGINT, previous)
     return run
 
 
