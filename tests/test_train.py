@@ -53,6 +53,9 @@ def test_return_loss_trains_an_exploitation_head_from_a_checkpoint(tmp_path):
     train(cfg, tmp_path / "tuned", log=lambda _: None)
     header = (tmp_path / "tuned" / "log.csv").read_text().splitlines()[0].split(",")
     assert "return_loss" in header and "val_exploit_score" in header
+    lonely = RunConfig.from_dict({"model": {"width": 16, "steps": 2, "exploit_head": True}})
+    with pytest.raises(RlfmError, match="go together"):
+        train(lonely, tmp_path / "lonely", log=lambda _: None)
     other = RunConfig.from_dict({"model": {"width": 8, "steps": 1}})
     with pytest.raises(RlfmError, match="does not fit this model"):
         initialise(RLFM(other.model), str(tmp_path / "base" / "model"))

@@ -256,6 +256,9 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     torchrun, one process per device (DDP over gloo on CPU, NCCL on CUDA)."""
     out = Path(out)
     tc = cfg.train
+    if cfg.model.exploit_head != (tc.return_weight > 0):
+        raise RlfmError("model.exploit_head and train.return_weight > 0 go together (the return "
+                        "loss trains the exploitation head, and nothing else does)")
     if tc.world_batch % tc.batch_size:
         raise RlfmError(f"train.world_batch ({tc.world_batch}) must be a multiple of "
                         f"train.batch_size ({tc.batch_size})")
