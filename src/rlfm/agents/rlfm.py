@@ -63,6 +63,12 @@ def load_network(checkpoint: str | None = None, device: str = "cpu"):
     return _MODELS[key]
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Action probabilities from logits, along the last axis."""
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 @contextmanager
 def _one_thread():
     """Run the network on one torch thread: float sums split across threads depend on their
@@ -102,8 +108,7 @@ class RLFMAgent(ModelBasedAgent):
 
     def act(self, state: int, step: int) -> int:
         if self.exploration == "sample":
-            p = np.exp(self.logits[state] - self.logits[state].max())
-            return int(self.rng.choice(self.n_actions, p=p / p.sum()))
+            return int(self.rng.choice(self.n_actions, p=softmax(self.logits[state])))
         return int(self.acting[state])
 
     def exploit(self) -> np.ndarray:
@@ -111,6 +116,5 @@ class RLFMAgent(ModelBasedAgent):
             if self.network.exploit_head is None:
                 self._exploit = greedy(self.logits, self.tie_rng)
             else:
-                z = np.exp(self.exploit_logits - self.exploit_logits.max(axis=1, keepdims=True))
-                self._exploit = z / z.sum(axis=1, keepdims=True)
+                self._exploit = softmax(self.exploit_logits)
         return self._exploit
