@@ -6,15 +6,18 @@ whole training steps (data included), in one process.
                                           [--threads N] [--json]
 
 With --json the last line is one JSON object: world_examples_per_s, train_examples_per_s,
-device, threads. Writes the section benchmarks/results/20_world_throughput.md (see
-run_all.py) unless --json. The per-example numpy pipeline that the batched world replaced was
-measured in the same run as the section's first figures, at commit fe9920a (`--old` there).
+device, threads. Unless --json, the run's figures are kept in
+benchmarks/results/world_throughput.json under the device's name (a CPU run does not erase a
+GPU run's figures, measured where a GPU was at hand) and the section
+benchmarks/results/20_world_throughput.md (see run_all.py) is rewritten from all of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 
 import numpy as np
@@ -24,9 +27,20 @@ from rlfm.model import RLFM
 from rlfm.priors.batch import sample_batch
 from rlfm.train import RunConfig, compute_loss
 
-from common import machine, write_section
+from rlfm.io import atomic_write_text
 
-CONFIG = "../configs/rlfm-v1.toml"
+from common import RESULTS_DIR, machine, write_section
+
+CONFIG = "../configs/rlfm-v2.toml"
+MEASURED = RESULTS_DIR / "world_throughput.json"
+
+# Measured once, in the run that replaced it (commit fe9920a, `--old` there; 2-core CPU, rlfm-v1
+# network, training batches of 32): the per-example numpy pipeline made 122 examples/s and
+# trained on 81 per second, where the batched world made 169 and trained on 92.
+OLD_PIPELINE = ("The per-example numpy pipeline that the batched world replaced was measured "
+                "in the same run as the batched world, on the 2-core CPU, at commit fe9920a "
+                "(`--old` there, rlfm-v1 network): 122 examples/s generated and 81 through "
+                "training, against 169 and 92 for the batched world of that commit.")
 
 
 def context_summary(sizes, transitions) -> dict:
@@ -55,8 +69,8 @@ def world_rate(seconds: float, batch: int, device) -> tuple[float, dict]:
     return n / (time.perf_counter() - start), context_summary(sizes, transitions)
 
 
-def train_rate(seconds: float, batch: int, device) -> float:
-    cfg = RunConfig.load(CONFIG)
+def train_rate(seconds: float, batch: int, device, config: str) -> float:
+    cfg = RunConfig.load(config)
     model = RLFM(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     n, index = 0, 0
@@ -78,6 +92,37 @@ def summary_rows(name: str, s: dict) -> list[str]:
             f"{fmt(s['transitions'])} |"]
 
 
+def device_name(device: torch.device) -> str:
+    return "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device)
+
+
+def section(measured: dict) -> str:
+    lines = [
+        "## Pretraining throughput (batched world)",
+        "",
+        "Generated: MDPs from the default prior, a context simulated in each by its behaviour, "
+        "the statistic, the model's input (in-context plans included) and the targets (the "
+        "true MDP for the return loss included). Training: whole steps of the shipped "
+        "configuration (forward, backward, AdamW), data made in the same process. One process "
+        "per row.",
+        "",
+        "| device | machine | torch threads | MDPs per world batch / training step | "
+        "examples/s generated | examples/s through training | command |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in measured.items():
+        lines.append(f"| {name} | {r['machine']} | {r['threads']} | {r['batch']} / "
+                     f"{r['train_batch']} | {r['world_examples_per_s']:.0f} | "
+                     f"{r['train_examples_per_s']:.0f} | `{r['command']}` |")
+    lines += ["", OLD_PIPELINE, "",
+              "What the contexts look like (mean / 10th / 50th / 90th percentile):", "",
+              "| device | examples | S | S·A | H | transitions per context |",
+              "|---|---|---|---|---|---|"]
+    for name, r in measured.items():
+        lines += summary_rows(name, r["contexts"])
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -85,41 +130,26 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024, help="MDPs per world batch")
     parser.add_argument("--train-batch", type=int, default=256, help="MDPs per training step")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--config", default=CONFIG, help="training configuration")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     world, summary = world_rate(args.seconds, args.batch, device)
-    train = train_rate(args.seconds, args.train_batch, device)
+    train = train_rate(args.seconds, args.train_batch, device, args.config)
     result = {"world_examples_per_s": world, "train_examples_per_s": train,
-              "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-              "threads": torch.get_num_threads(), "batch": args.batch,
-              "train_batch": args.train_batch}
-    if args.json:
-        print(json.dumps(result))
-        return
-    lines = [
-        "## Pretraining throughput (batched world)",
-        "",
-        f"`python benchmarks/world_throughput.py --seconds {args.seconds:g}` on {machine()}, "
-        f"device {result['device']}, "
-        f"{result['threads']} torch threads, one process. Generated: MDPs from the default "
-        f"prior, a context simulated in each by its behaviour, the statistic, the model's input "
-        f"(in-context plans included) and the targets, {args.batch} MDPs per world batch. "
-        f"Training: whole steps of the rlfm-v1 network (forward, backward, AdamW) on world "
-        f"batches of {args.train_batch} MDPs, data made in the same process.",
-        "",
-        "| pipeline | examples/s generated | examples/s through training |",
-        "|---|---|---|",
-        f"| batched world (`rlfm.world`, `rlfm.priors.batch`) | {world:.0f} | {train:.0f} |",
-    ]
-    lines += ["", "What the contexts look like (mean / 10th / 50th / 90th percentile):", "",
-              "| pipeline | examples | S | S·A | H | transitions per context |",
-              "|---|---|---|---|---|---|", *summary_rows("batched world", summary)]
-    text = "\n".join(lines)
-    write_section("20_world_throughput", text)
-    print(text)
+              "device": device_name(device), "threads": torch.get_num_threads(),
+              "batch": args.batch, "train_batch": args.train_batch}
+    if not args.json:
+        measured = json.loads(MEASURED.read_text()) if MEASURED.exists() else {}
+        measured[result["device"]] = {
+            **result, "machine": machine(), "contexts": summary,
+            "command": "python benchmarks/world_throughput.py " + shlex.join(sys.argv[1:])}
+        atomic_write_text(MEASURED, json.dumps(measured, indent=1) + "\n")
+        text = section(measured)
+        write_section("20_world_throughput", text)
+        print(text)
     print(json.dumps(result))
 
 
