@@ -23,11 +23,10 @@ import time
 import numpy as np
 import torch
 
+from rlfm.io import atomic_write_text
 from rlfm.model import RLFM
 from rlfm.priors.batch import sample_batch
 from rlfm.train import RunConfig, compute_loss
-
-from rlfm.io import atomic_write_text
 
 from common import RESULTS_DIR, machine, write_section
 
