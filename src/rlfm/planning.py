@@ -141,13 +141,18 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
     active = torch.searchsorted(-h_state, -steps, right=True).tolist()
     expect = edges.expectation(N, A) if edges is not None else expectation(successors, probs)
     base = R if bonus is None else R + bonus
-    mask = None if action_mask is None or bool(action_mask.all()) else action_mask
+    # Few tensor operations per step (at small sizes their launch, not arithmetic, is the
+    # cost): the padded actions' mask is negated once, and terminal states, when there are
+    # bounds, become bounds of [0, 0], so that one clamp also zeroes them.
+    invalid = None if action_mask is None or bool(action_mask.all()) else ~action_mask
     per_state = lambda x: x.to(R.dtype)[state_mdp].view(N, 1)  # noqa: E731
     if gamma is not None:
         gamma = None if bool((gamma == 1).all()) else per_state(gamma)
-    if bounds is not None:
-        lo, hi = per_state(bounds[0]), per_state(bounds[1])
     dead = None if terminal is None or not bool(terminal.any()) else terminal.view(N, 1)
+    if bounds is not None:
+        bounds = torch.stack([per_state(bounds[0]), per_state(bounds[1])])   # (2, N, 1)
+        if dead is not None:
+            bounds, dead = bounds.masked_fill(dead, 0.0), None
     rows = torch.arange(N, device=device)
     v = R.new_zeros(N)
     finished = []                  # Q_0 of the states whose MDP's horizon is t, t = 1, 2, ...
@@ -158,17 +163,18 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
         expected = expect(v, n)
         q = cut(base) + (expected if gamma is None else cut(gamma) * expected)
         if bounds is not None:
-            q = torch.clamp(q, t * cut(lo), t * cut(hi))
+            limits = t * (bounds if n == N else bounds[:, :n])
+            q = torch.clamp(q, limits[0], limits[1])
         if dead is not None:
             q = q.masked_fill(cut(dead), 0.0)
         if policy is None:
-            v_new = (q if mask is None else q.masked_fill(~cut(mask), -torch.inf)).amax(-1)
+            v_new = (q if invalid is None else q.masked_fill(cut(invalid), -torch.inf)).amax(-1)
         else:
             pi = cut(policy) if policy.dim() == 2 else \
                 policy[rows[:n], (h_state[:n] - t).clamp_min(0)]
             v_new = (pi * q).sum(-1)
         if actions is not None:
-            scored = q if mask is None else q.masked_fill(~cut(mask), -torch.inf)
+            scored = q if invalid is None else q.masked_fill(cut(invalid), -torch.inf)
             if tie_noise is not None:   # among the exact maximisers, the largest noise
                 top = scored.amax(-1, keepdim=True)
                 scored = torch.where(scored == top, cut(tie_noise), -1.0)
