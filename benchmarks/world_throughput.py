@@ -19,6 +19,7 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -101,16 +102,17 @@ def section(measured: dict) -> str:
         "",
         "Generated: MDPs from the default prior, a context simulated in each by its behaviour, "
         "the statistic, the model's input (in-context plans included) and the targets (the "
-        "true MDP for the return loss included). Training: whole steps of the shipped "
+        "true MDP for the return loss included). Training: whole steps of the row's "
         "configuration (forward, backward, AdamW), data made in the same process. One process "
         "per row.",
         "",
-        "| device | machine | torch threads | MDPs per world batch / training step | "
-        "examples/s generated | examples/s through training | command |",
-        "|---|---|---|---|---|---|---|",
+        "| device | machine | torch threads | configuration | MDPs per world batch / training "
+        "step | examples/s generated | examples/s through training | command |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in measured.items():
-        lines.append(f"| {name} | {r['machine']} | {r['threads']} | {r['batch']} / "
+        lines.append(f"| {name} | {r['machine']} | {r['threads']} | `{r['config']}` | "
+                     f"{r['batch']} / "
                      f"{r['train_batch']} | {r['world_examples_per_s']:.0f} | "
                      f"{r['train_examples_per_s']:.0f} | `{r['command']}` |")
     lines += ["", OLD_PIPELINE, "",
@@ -139,7 +141,9 @@ def main() -> None:
     train = train_rate(args.seconds, args.train_batch, device, args.config)
     result = {"world_examples_per_s": world, "train_examples_per_s": train,
               "device": device_name(device), "threads": torch.get_num_threads(),
-              "batch": args.batch, "train_batch": args.train_batch}
+              "batch": args.batch, "train_batch": args.train_batch,
+              "config": Path(args.config).relative_to("..").as_posix()
+              if args.config.startswith("../") else args.config}
     if not args.json:
         measured = json.loads(MEASURED.read_text()) if MEASURED.exists() else {}
         measured[result["device"]] = {

@@ -24,7 +24,7 @@ from rlfm.io import atomic_write, atomic_write_text
 from rlfm.model import RLFM, ModelConfig
 
 FORMAT_VERSION = 2  # 2: 14 state-action features (the plans' gaps in MDP-span units)
-PRETRAINED = "rlfm-v2"
+PRETRAINED = "rlfm-v3"
 
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:

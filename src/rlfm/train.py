@@ -1,7 +1,7 @@
 """Pretraining: stream synthetic MDPs from the prior, fit the policy (and value) targets and,
 with an exploitation head, the exact return of that head's policy in the true MDPs.
 
-    rlfm train --config configs/rlfm-v2.toml --out runs/rlfm-v2 [--resume]
+    rlfm train --config configs/rlfm-v3.toml --out runs/rlfm-v3 [--resume] [--device cuda]
     torchrun --nproc_per_node 2 -m rlfm.train --config ... --out ...     # DDP over gloo (CPU)
 
 Training data come from the batched world (`rlfm.priors.batch`): every batch is made at once,
