@@ -2,21 +2,36 @@
 (`rlfm.train.validate`, 256 MDPs of the default prior from a seed never used for training, each
 with the context its behaviour made) for every checkpoint in the package, beside
 certainty-equivalent planning on the same statistics; and the same on 2,048 held-out MDPs,
-whose smaller noise separates checkpoints that the 256 of training's validation cannot.
+whose smaller noise separates checkpoints that the 256 of training's validation cannot, with
+the time-dependent exploitation policy the agent deploys (`RLFM.act_and_exploit`).
 
     python benchmarks/checkpoints.py
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rlfm.checkpoint import load_model, pretrained_path
+from rlfm.mdp import ScoreReference, evaluate_policy
 from rlfm.train import RunConfig, cevi_reference, validate, validation_set
 
 from common import machine, write_section
 
 LARGE = 2048
+
+
+def deployed_score(model, val) -> float:
+    """Mean clipped exact score of the agent's time-dependent exploitation policy, computed for
+    one statistic at a time exactly as the agent does."""
+    scores = []
+    for chunk in val.chunks:
+        for i in range(chunk.world.batch_size):
+            mdp = chunk.world.to_mdp(i)
+            _, policy = model.act_and_exploit(chunk.stats.to_statistics(i), mdp.horizon)
+            scores.append(ScoreReference.of(mdp).normalise(evaluate_policy(mdp, policy)))
+    return float(np.clip(scores, -1.0, 1.0).mean())
 
 
 def main() -> None:
@@ -35,12 +50,14 @@ def main() -> None:
         f"normalised (1 = optimal, 0 = uniform), each clipped to [-1, 1] before the mean. "
         f"Acting: the greedy policy of the acting head; exploitation: what the agent reports, "
         f"softmax of the exploitation head (greedy on the acting head without one). CE-VI: its "
-        f"first-step plan on the same statistics, as a stationary greedy policy. The last two "
-        f"columns: the same on {LARGE:,} held-out MDPs (the same seed's stream).",
+        f"first-step plan on the same statistics, as a stationary greedy policy. Then the same "
+        f"on {LARGE:,} held-out MDPs (the same seed's stream), and there the time-dependent "
+        f"exploitation policy the agent deploys (the head asked again for the steps left).",
         "",
         "| checkpoint | held-out policy loss | acting score | exploitation score | "
-        f"policy loss ({LARGE:,}) | exploitation score ({LARGE:,}) |",
-        "|---|---|---|---|---|---|",
+        f"policy loss ({LARGE:,}) | exploitation score ({LARGE:,}) | "
+        f"time-dependent exploitation ({LARGE:,}) |",
+        "|---|---|---|---|---|---|---|",
     ]
     exploit = lambda m: m.get("val_exploit_score", m["val_prior_score"])  # noqa: E731
     for path in shipped:
@@ -48,9 +65,10 @@ def main() -> None:
         metrics, wide = validate(model, val), validate(model, large)
         lines.append(f"| {path.name} | {metrics['val_policy_loss']:.3f} | "
                      f"{metrics['val_prior_score']:.3f} | {exploit(metrics):.3f} | "
-                     f"{wide['val_policy_loss']:.4f} | {exploit(wide):.4f} |")
+                     f"{wide['val_policy_loss']:.4f} | {exploit(wide):.4f} | " +
+                     (f"{deployed_score(model, large):.4f} |" if model.exploit_head else "— |"))
     lines.append(f"| CE-VI | — | — | {cevi_reference(val)['val_prior_score']:.3f} | — | "
-                 f"{cevi_reference(large)['val_prior_score']:.4f} |")
+                 f"{cevi_reference(large)['val_prior_score']:.4f} | — |")
     text = "\n".join(lines)
     write_section("25_checkpoints", text)
     print(text)

@@ -1,6 +1,8 @@
 """Speed of the shipped model on ONE CPU core: checkpoint load time, and the time to get a
 policy from a statistic (featurisation + network), for FrozenLake 8x8, Taxi and a 2,000-state
-grid. Targets (docs/protocol.md): <= 5 ms for FrozenLake 8x8, <= 50 ms for Taxi.
+grid; and the time of what the agent computes after each episode, the acting policy with the
+time-dependent exploitation policy (one batched pass over five horizons). Targets
+(docs/protocol.md): <= 5 ms for FrozenLake 8x8, <= 50 ms for Taxi.
 
     python benchmarks/model_speed.py [--checkpoint FILE]
 """
@@ -44,8 +46,9 @@ def main(checkpoint) -> str:
              f"`{os.path.basename(path)}` ({n_params:,} parameters) loads in "
              f"{load_s * 1e3:.0f} ms. Statistic: 100 episodes of uniform-random data. Best of "
              "5 calls.", "",
-             "| MDP | S | A | H | observed (s,a,s') | featurise | network | policy total | target |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| MDP | S | A | H | observed (s,a,s') | featurise | network | policy total | target "
+             "| acting + time-dependent exploitation |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     targets = {"FrozenLake 8x8": "≤ 5 ms", "Taxi": "≤ 50 ms"}
     for name, mdp, env in cases:
         stats = collect_dataset(env, mdp, "uniform", 100, seed=0)
@@ -54,9 +57,12 @@ def main(checkpoint) -> str:
         with torch.inference_mode():
             network = best_time(lambda g=graph: model(g))
         total = best_time(lambda s=stats, h=mdp.horizon: model.policy(s, h))
+        both = best_time(lambda s=stats, h=mdp.horizon: model.act_and_exploit(s, h)) \
+            if model.exploit_head is not None else None
         lines.append(f"| {name} | {mdp.n_states} | {mdp.n_actions} | {mdp.horizon} | "
                      f"{stats.n_distinct_transitions:,} | {featurise * 1e3:.1f} ms | "
-                     f"{network * 1e3:.1f} ms | {total * 1e3:.1f} ms | {targets.get(name, '—')} |")
+                     f"{network * 1e3:.1f} ms | {total * 1e3:.1f} ms | {targets.get(name, '—')} | "
+                     + (f"{both * 1e3:.1f} ms |" if both is not None else "— |"))
     return "\n".join(lines)
 
 

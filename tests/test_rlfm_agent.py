@@ -12,7 +12,7 @@ import rlfm
 from rlfm import RlfmError
 from rlfm.checkpoint import save_model
 from rlfm.evaluate import collect_dataset, online_run
-from rlfm.model import RLFM, ModelConfig
+from rlfm.model import RLFM, ModelConfig, horizon_grid
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +62,26 @@ def test_offline_fit_returns_the_exploitation_heads_policy(checkpoint):
     agent = rlfm.agents.make("rlfm", 16, 4, horizon=mdp.horizon, checkpoint=checkpoint)
     probabilities = agent.fit(stats).policy()
     assert probabilities.shape == (mdp.horizon, 16, 4)
-    assert (probabilities == probabilities[0]).all()      # stationary
-    acting, exploit = agent.network.logits(stats, mdp.horizon)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-6)
+    softmax = lambda x: np.exp(x) / np.exp(x).sum(1, keepdims=True)  # noqa: E731
+    # time-dependent: at step h, the head as asked for a task of the steps left (on the grid)
+    grid, serves = horizon_grid(mdp.horizon)
+    for h in (0, mdp.horizon // 2, mdp.horizon - 1):
+        acting, exploit = agent.network.logits(stats, grid[serves[h]])
+        np.testing.assert_allclose(probabilities[h], softmax(exploit), atol=1e-6)
     assert not np.allclose(acting, exploit)                   # the exploitation head's policy
-    expected = np.exp(exploit) / np.exp(exploit).sum(1, keepdims=True)
-    np.testing.assert_allclose(probabilities[0], expected, rtol=1e-12)
+    assert len({p.tobytes() for p in probabilities}) == len(grid)
     chosen = agent.predict(3)
-    assert expected[3, chosen] == expected[3].max()
+    assert probabilities[0, 3, chosen] == probabilities[0, 3].max()
+
+
+@pytest.mark.parametrize("horizon", [1, 2, 3, 7, 16, 100, 250])
+def test_horizon_grid_serves_each_step_with_the_shortest_horizon_left(horizon):
+    grid, serves = horizon_grid(horizon)
+    assert grid == sorted(set(grid)) and grid[-1] == horizon and len(serves) == horizon
+    for h, i in enumerate(serves):
+        left = horizon - h
+        assert grid[i] >= left and (i == 0 or grid[i - 1] < left)
 
 
 def test_without_an_exploitation_head_it_exploits_greedily(plain_checkpoint):

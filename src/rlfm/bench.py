@@ -80,16 +80,19 @@ def _saved_if_interrupted(previous: dict | None, fingerprint: str, cell: Path, p
 
 def _rlfm_fingerprint(fixed: dict | None) -> str:
     """What the rlfm agent's results depend on besides the seed: the SHA-256 of the weights it
-    runs with (the --checkpoint, or the shipped one) and its exploration mode."""
+    runs with (the --checkpoint, or the shipped one), its exploration mode and the horizons at
+    which it asks for its time-dependent exploitation policy."""
     import inspect
 
     from rlfm.agents.rlfm import RLFMAgent
     from rlfm.checkpoint import read_config, resolve
+    from rlfm.model import REMAINING_FRACTIONS
 
     knobs = (fixed or {}).get("rlfm", {})
     default = inspect.signature(RLFMAgent).parameters["exploration"].default
     sha = read_config(resolve(knobs.get("checkpoint") or "pretrained"))["weights_sha256"]
-    return f"{sha} exploration={knobs.get('exploration', default)}"
+    return (f"{sha} exploration={knobs.get('exploration', default)} "
+            f"exploit_horizons={','.join(map(str, REMAINING_FRACTIONS))}")
 
 
 def _is_rlfm(entry_name: str) -> bool:

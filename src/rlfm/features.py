@@ -19,8 +19,10 @@ no node could otherwise see.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
 from rlfm.planning import Edges, backward_induction
@@ -226,11 +228,14 @@ def _map_tensors(g: GraphBatch, fn) -> GraphBatch:
     return _rebuild(g, lambda name, x, kind: fn(x) if isinstance(x, torch.Tensor) else x)
 
 
-def encode_statistics(stats: Statistics, horizon: int, device=None) -> GraphBatch:
-    """The graph of one statistic, for a task of `horizon` steps (a batch of one)."""
-    if int(horizon) < 1:
-        raise ValueError(f"horizon must be at least 1, got {horizon}")
-    return encode(StatsBatch.from_statistics([stats], device), torch.tensor([int(horizon)]))
+def encode_statistics(stats: Statistics, horizon: int | Sequence[int], device=None) -> GraphBatch:
+    """The graph of one statistic, for a task of `horizon` steps (a batch of one); given several
+    horizons, one graph of the same statistic for each."""
+    horizons = [int(h) for h in np.atleast_1d(horizon)]
+    if min(horizons) < 1:
+        raise ValueError(f"horizon must be at least 1, got {min(horizons)}")
+    return encode(StatsBatch.from_statistics([stats] * len(horizons), device),
+                  torch.tensor(horizons))
 
 
 def encode(stats: StatsBatch, horizon: torch.Tensor) -> GraphBatch:

@@ -12,8 +12,9 @@ times like unrolled value iteration, does:
 A policy head scores every (s, a); a softmax over each state's actions gives π(a|s), the acting
 policy. An optional exploitation head scores every (s, a) again: trained for the exact return
 its own policy earns in the true MDP (`train.return_loss`), it gives the policy to deploy once
-the data are in (what `policy()` reports online and what `fit` returns offline); acting and
-exploiting want different heads. A value head reads the state nodes. There is no maximum S or
+the data are in (what `policy()` reports online and what `fit` returns offline; asked again for
+the steps left, it makes that policy time-dependent: `act_and_exploit`); acting and exploiting
+want different heads. A value head reads the state nodes. There is no maximum S or
 A: every operation is per node or edge, with shared weights and order-free sums, hence
 equivariant to permutations of states and of actions.
 """
@@ -152,7 +153,7 @@ class RLFM(nn.Module):
         """log π(a|s) for every (s, a) node: a log-softmax over each state's actions."""
         return segment_log_softmax(self(g, steps).logits, g.sa_state, g.n_states)
 
-    def _graph(self, stats: Statistics, horizon: int) -> GraphBatch:
+    def _graph(self, stats: Statistics, horizon: int | list[int]) -> GraphBatch:
         self.eval()
         weight = self.sa_in[0].weight
         return encode_statistics(stats, horizon).to(weight.device, weight.dtype)
@@ -171,6 +172,34 @@ class RLFM(nn.Module):
         shape = (stats.n_states, stats.n_actions)
         return (out.logits.view(shape).double().numpy(),
                 out.exploit.view(shape).double().numpy())
+
+    @torch.no_grad()
+    def act_and_exploit(self, stats: Statistics, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Acting-policy logits (S, A) for a task of `horizon` steps, and the time-dependent
+        exploitation policy (H, S, A): at step h, softmax of the exploitation logits the network
+        gives for a task of the steps left (rounded up to `horizon_grid`), in one batched pass.
+        The head is trained as a stationary policy for a whole task; asking it again for the
+        steps left is what lets the policy change as the end of the episode nears."""
+        grid, serves = horizon_grid(horizon)
+        graph = self._graph(stats, grid)
+        out = self(graph)
+        shape = (len(grid), stats.n_states, stats.n_actions)
+        exploit = segment_softmax(out.exploit.double(), graph.sa_state, graph.n_states).view(shape)
+        return (out.logits.view(shape)[-1].double().numpy(),
+                exploit.numpy()[serves])
+
+
+# The task horizons, as fractions of the episode's, at which the exploitation head is asked
+# for a time-dependent policy (chosen on held-out prior MDPs, benchmarks/checkpoints.py).
+REMAINING_FRACTIONS = (1.0, 0.5, 0.25, 0.125, 0.0625)
+
+
+def horizon_grid(horizon: int) -> tuple[list[int], np.ndarray]:
+    """The task horizons (ascending, the last = `horizon`) at which a time-dependent policy
+    asks the network, and for each step h of the episode the index of the one that serves it:
+    the shortest that is at least the horizon - h steps left."""
+    grid = sorted({max(1, round(f * horizon)) for f in REMAINING_FRACTIONS})
+    return grid, np.searchsorted(grid, horizon - np.arange(horizon))
 
 
 def policy_loss(log_pi: torch.Tensor, g: GraphBatch) -> torch.Tensor:
