@@ -3,7 +3,7 @@
 with the context its behaviour made) for every checkpoint in the package, beside
 certainty-equivalent planning on the same statistics; and the same on 2,048 held-out MDPs,
 whose smaller noise separates checkpoints that the 256 of training's validation cannot, with
-the time-dependent exploitation policy the agent deploys (`RLFM.act_and_exploit`).
+the time-dependent exploitation policy the agent deploys (`RLFM.exploitation_policy`).
 
     python benchmarks/checkpoints.py
 """
@@ -29,7 +29,7 @@ def deployed_score(model, val) -> float:
     for chunk in val.chunks:
         for i in range(chunk.world.batch_size):
             mdp = chunk.world.to_mdp(i)
-            _, policy = model.act_and_exploit(chunk.stats.to_statistics(i), mdp.horizon)
+            policy = model.exploitation_policy(chunk.stats.to_statistics(i), mdp.horizon)
             scores.append(ScoreReference.of(mdp).normalise(evaluate_policy(mdp, policy)))
     return float(np.clip(scores, -1.0, 1.0).mean())
 
@@ -66,7 +66,7 @@ def main() -> None:
         lines.append(f"| {path.name} | {metrics['val_policy_loss']:.3f} | "
                      f"{metrics['val_prior_score']:.3f} | {exploit(metrics):.3f} | "
                      f"{wide['val_policy_loss']:.4f} | {exploit(wide):.4f} | " +
-                     (f"{deployed_score(model, large):.4f} |" if model.exploit_head else "— |"))
+                     (f"{deployed_score(model, large):.4f} |" if model.exploit_head is not None else "— |"))
     lines.append(f"| CE-VI | — | — | {cevi_reference(val)['val_prior_score']:.3f} | — | "
                  f"{cevi_reference(large)['val_prior_score']:.4f} | — |")
     text = "\n".join(lines)

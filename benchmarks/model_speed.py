@@ -1,7 +1,8 @@
 """Speed of the shipped model on ONE CPU core: checkpoint load time, and the time to get a
 policy from a statistic (featurisation + network), for FrozenLake 8x8, Taxi and a 2,000-state
 grid; and the time of what the agent computes after each episode, the acting policy with the
-time-dependent exploitation policy (one batched pass over five horizons). Targets
+time-dependent exploitation policy (`RLFM.logits` and `RLFM.exploitation_policy`, one batched pass
+over five horizons). Targets
 (docs/protocol.md): <= 5 ms for FrozenLake 8x8, <= 50 ms for Taxi.
 
     python benchmarks/model_speed.py [--checkpoint FILE]
@@ -57,7 +58,8 @@ def main(checkpoint) -> str:
         with torch.inference_mode():
             network = best_time(lambda g=graph: model(g))
         total = best_time(lambda s=stats, h=mdp.horizon: model.policy(s, h))
-        both = best_time(lambda s=stats, h=mdp.horizon: model.act_and_exploit(s, h)) \
+        both = best_time(lambda s=stats, h=mdp.horizon: (model.logits(s, h),
+                                                          model.exploitation_policy(s, h))) \
             if model.exploit_head is not None else None
         lines.append(f"| {name} | {mdp.n_states} | {mdp.n_actions} | {mdp.horizon} | "
                      f"{stats.n_distinct_transitions:,} | {featurise * 1e3:.1f} ms | "

@@ -70,7 +70,11 @@ def test_offline_fit_returns_the_exploitation_heads_policy(checkpoint):
         acting, exploit = agent.network.logits(stats, grid[serves[h]])
         np.testing.assert_allclose(probabilities[h], softmax(exploit), atol=1e-6)
     assert not np.allclose(acting, exploit)                   # the exploitation head's policy
-    assert len({p.tobytes() for p in probabilities}) == len(grid)
+    for i in range(len(grid)):   # one policy for all the steps a grid horizon serves
+        served = probabilities[serves == i]
+        assert (served == served[0]).all()
+    np.testing.assert_array_equal(agent.network.exploitation_policy(stats, mdp.horizon),
+                                  probabilities)
     chosen = agent.predict(3)
     assert probabilities[0, 3, chosen] == probabilities[0, 3].max()
 
@@ -85,6 +89,9 @@ def test_horizon_grid_serves_each_step_with_the_shortest_horizon_left(horizon):
 
 
 def test_without_an_exploitation_head_it_exploits_greedily(plain_checkpoint):
+    network = rlfm.agents.make("rlfm", 6, 2, horizon=5, checkpoint=plain_checkpoint).network
+    with pytest.raises(ValueError, match="no exploitation head"):
+        network.exploitation_policy(rlfm.Statistics(6, 2), 5)
     env = rlfm.envs.make("FrozenLake-v1")
     mdp = rlfm.TabularMDP.from_gymnasium(env)
     stats = collect_dataset(env, mdp, "expert", 20, seed=0)

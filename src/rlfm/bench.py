@@ -90,9 +90,11 @@ def _rlfm_fingerprint(fixed: dict | None) -> str:
 
     knobs = (fixed or {}).get("rlfm", {})
     default = inspect.signature(RLFMAgent).parameters["exploration"].default
-    sha = read_config(resolve(knobs.get("checkpoint") or "pretrained"))["weights_sha256"]
-    return (f"{sha} exploration={knobs.get('exploration', default)} "
-            f"exploit_horizons={','.join(map(str, REMAINING_FRACTIONS))}")
+    config = read_config(resolve(knobs.get("checkpoint") or "pretrained"))
+    fingerprint = f"{config['weights_sha256']} exploration={knobs.get('exploration', default)}"
+    if config["model"].get("exploit_head"):
+        fingerprint += f" exploit_horizons={','.join(map(str, REMAINING_FRACTIONS))}"
+    return fingerprint
 
 
 def _is_rlfm(entry_name: str) -> bool:

@@ -232,8 +232,8 @@ def encode_statistics(stats: Statistics, horizon: int | Sequence[int], device=No
     """The graph of one statistic, for a task of `horizon` steps (a batch of one); given several
     horizons, one graph of the same statistic for each."""
     horizons = [int(h) for h in np.atleast_1d(horizon)]
-    if min(horizons) < 1:
-        raise ValueError(f"horizon must be at least 1, got {min(horizons)}")
+    if not horizons or min(horizons) < 1:
+        raise ValueError(f"every horizon must be at least 1, got {horizon}")
     return encode(StatsBatch.from_statistics([stats] * len(horizons), device),
                   torch.tensor(horizons))
 

@@ -13,7 +13,7 @@ A policy head scores every (s, a); a softmax over each state's actions gives π(
 policy. An optional exploitation head scores every (s, a) again: trained for the exact return
 its own policy earns in the true MDP (`train.return_loss`), it gives the policy to deploy once
 the data are in (what `policy()` reports online and what `fit` returns offline; asked again for
-the steps left, it makes that policy time-dependent: `act_and_exploit`); acting and exploiting
+the steps left, it makes that policy time-dependent: `exploitation_policy`); acting and exploiting
 want different heads. A value head reads the state nodes. There is no maximum S or
 A: every operation is per node or edge, with shared weights and order-free sums, hence
 equivariant to permutations of states and of actions.
@@ -162,7 +162,7 @@ class RLFM(nn.Module):
     def policy(self, stats: Statistics, horizon: int, steps: int | None = None) -> np.ndarray:
         """π(a|s) as an (S, A) array of action probabilities, from the statistic alone."""
         log_pi = self.log_policy(self._graph(stats, horizon), steps)
-        return log_pi.exp().view(stats.n_states, stats.n_actions).double().numpy()
+        return log_pi.exp().view(stats.n_states, stats.n_actions).double().cpu().numpy()
 
     @torch.no_grad()
     def logits(self, stats: Statistics, horizon: int,
@@ -170,23 +170,22 @@ class RLFM(nn.Module):
         """Acting-policy logits and exploitation logits, each an (S, A) array."""
         out = self(self._graph(stats, horizon), steps)
         shape = (stats.n_states, stats.n_actions)
-        return (out.logits.view(shape).double().numpy(),
-                out.exploit.view(shape).double().numpy())
+        return (out.logits.view(shape).double().cpu().numpy(),
+                out.exploit.view(shape).double().cpu().numpy())
 
     @torch.no_grad()
-    def act_and_exploit(self, stats: Statistics, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-        """Acting-policy logits (S, A) for a task of `horizon` steps, and the time-dependent
-        exploitation policy (H, S, A): at step h, softmax of the exploitation logits the network
-        gives for a task of the steps left (rounded up to `horizon_grid`), in one batched pass.
-        The head is trained as a stationary policy for a whole task; asking it again for the
-        steps left is what lets the policy change as the end of the episode nears."""
+    def exploitation_policy(self, stats: Statistics, horizon: int) -> np.ndarray:
+        """The time-dependent exploitation policy (H, S, A) for a task of `horizon` steps: at
+        step h, softmax of the exploitation logits the network gives for a task of the steps
+        left (rounded up to `horizon_grid`), all in one batched pass. The head is trained as a
+        stationary policy for a whole task; asking it again for the steps left is what lets the
+        policy change as the end of the episode nears."""
+        if self.exploit_head is None:
+            raise ValueError("this checkpoint has no exploitation head")
         grid, serves = horizon_grid(horizon)
         graph = self._graph(stats, grid)
-        out = self(graph)
-        shape = (len(grid), stats.n_states, stats.n_actions)
-        exploit = segment_softmax(out.exploit.double(), graph.sa_state, graph.n_states).view(shape)
-        return (out.logits.view(shape)[-1].double().numpy(),
-                exploit.numpy()[serves])
+        exploit = segment_softmax(self(graph).exploit.double(), graph.sa_state, graph.n_states)
+        return exploit.view(len(grid), stats.n_states, stats.n_actions).cpu().numpy()[serves]
 
 
 # The task horizons, as fractions of the episode's, at which the exploitation head is asked

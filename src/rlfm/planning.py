@@ -21,11 +21,11 @@ With t the number of steps to go (t = H - h), one step is
     V_t(s)    = max_a Q_t(s, a), or sum_a pi_h(a|s) Q_t(s, a) to evaluate a policy pi,
 
 with V_0 = 0. A bonus of +inf (-inf) on a pair with no data becomes the largest (smallest)
-value a t-step return can have once clipped: optimism and pessimism under one formula. MDPs of
-different horizons share a batch: the result is always the first step of each MDP's own
-episode. The states are solved in order of non-increasing horizon (as `world.MDPBatch` orders
-them; others are reordered first), so that at each step only the MDPs still running, a prefix
-of the states, are computed.
+value a t-step return can have once clipped (so it needs finite bounds on that side): optimism
+and pessimism under one formula. MDPs of different horizons share a batch: the result is always
+the first step of each MDP's own episode. The states are solved in order of non-increasing
+horizon (as `world.MDPBatch` orders them; others are reordered first), so that at each step only
+the MDPs still running, a prefix of the states, are computed.
 Differentiable with respect to R, bonus and the policy.
 """
 
@@ -143,7 +143,9 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
     base = R if bonus is None else R + bonus
     # Few tensor operations per step (at small sizes their launch, not arithmetic, is the
     # cost): the padded actions' mask is negated once, and terminal states, when there are
-    # bounds, become bounds of [0, 0], so that one clamp also zeroes them.
+    # bounds and no gradient is asked for, become bounds of [0, 0], so that one clamp also
+    # zeroes them (a clamp passes the gradient of a value lying on its bound: masked_fill
+    # does not).
     invalid = None if action_mask is None or bool(action_mask.all()) else ~action_mask
     per_state = lambda x: x.to(R.dtype)[state_mdp].view(N, 1)  # noqa: E731
     if gamma is not None:
@@ -151,7 +153,9 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
     dead = None if terminal is None or not bool(terminal.any()) else terminal.view(N, 1)
     if bounds is not None:
         bounds = torch.stack([per_state(bounds[0]), per_state(bounds[1])])   # (2, N, 1)
-        if dead is not None:
+        differentiable = torch.is_grad_enabled() and any(
+            x is not None and x.requires_grad for x in (R, bonus, policy))
+        if dead is not None and not differentiable:
             bounds, dead = bounds.masked_fill(dead, 0.0), None
     rows = torch.arange(N, device=device)
     v = R.new_zeros(N)

@@ -18,7 +18,7 @@ The exploitation policy (`policy()`, and `fit` offline) is, with a checkpoint th
 exploitation head, that head's stochastic policy softmax(exploit logits), the policy whose
 return it was trained to maximise (where the data say nothing, it stays spread, as uniform
 behaviour does, rather than committing to one arbitrary action), made time-dependent: at step
-h, the head's policy for a task of the steps left (`RLFM.act_and_exploit`; on held-out prior
+h, the head's policy for a task of the steps left (`RLFM.exploitation_policy`; on held-out prior
 MDPs, 0.568 against 0.562 for the stationary policy with rlfm-v3, benchmarks/checkpoints.py).
 A checkpoint without one exploits greedily on π. Exactly tied actions
 (a state with no data gives every action the same logit) are broken at random, as the baselines
@@ -102,11 +102,7 @@ class RLFMAgent(ModelBasedAgent):
 
     def plan(self) -> None:
         with _one_thread():
-            if self.network.exploit_head is None:
-                self.logits = self.network.logits(self.stats, self.horizon)[0]
-            else:
-                self.logits, self.exploitation = self.network.act_and_exploit(self.stats,
-                                                                              self.horizon)
+            self.logits = self.network.logits(self.stats, self.horizon)[0]
         if self.exploration == "gumbel":
             self.acting = (self.logits + self.rng.gumbel(size=self.logits.shape)).argmax(axis=1)
         elif self.exploration == "greedy":
@@ -120,6 +116,9 @@ class RLFMAgent(ModelBasedAgent):
 
     def exploit(self) -> np.ndarray:
         if self._exploit is None:
-            self._exploit = greedy(self.logits, self.tie_rng) \
-                if self.network.exploit_head is None else self.exploitation
+            if self.network.exploit_head is None:
+                self._exploit = greedy(self.logits, self.tie_rng)
+            else:   # computed when asked for (an agent that only acts never pays for it)
+                with _one_thread():
+                    self._exploit = self.network.exploitation_policy(self.stats, self.horizon)
         return self._exploit
