@@ -10,7 +10,7 @@ acts on them. `exploration`:
                       for the whole episode (in the spirit of posterior sampling);
   "greedy"            argmax π(.|s): only whatever optimism the network encodes.
 The default is the mode with the best online AUC on held-out prior MDPs
-(benchmarks/exploration.py: sample 0.72, gumbel 0.63, greedy 0.41 with rlfm-v3 and the
+(benchmarks/exploration.py: sample 0.72, gumbel 0.63, greedy 0.36 with rlfm-v3 and the
 time-dependent exploitation policy; 0.72, 0.63, 0.45 with rlfm-v2 and 0.62, 0.49, 0.34 with
 rlfm-v1, both with their former stationary one). Greedy acting behaves like
 certainty-equivalent control and gets stuck (NChain, Garnet20).
