@@ -10,12 +10,12 @@ the time-dependent exploitation policy the agent deploys (`RLFM.exploitation_pol
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from rlfm.checkpoint import load_model, pretrained_path
-from rlfm.mdp import ScoreReference, evaluate_policy
-from rlfm.train import RunConfig, cevi_reference, validate, validation_set
+from rlfm.evaluate import exact_score
+from rlfm.mdp import ScoreReference
+from rlfm.train import RunConfig, cevi_reference, mean_score, validate, validation_set
 
 from common import machine, write_section
 
@@ -30,8 +30,8 @@ def deployed_score(model, val) -> float:
         for i in range(chunk.world.batch_size):
             mdp = chunk.world.to_mdp(i)
             policy = model.exploitation_policy(chunk.stats.to_statistics(i), mdp.horizon)
-            scores.append(ScoreReference.of(mdp).normalise(evaluate_policy(mdp, policy)))
-    return float(np.clip(scores, -1.0, 1.0).mean())
+            scores.append(exact_score(mdp, ScoreReference.of(mdp))(policy, 0))
+    return mean_score(torch.tensor(scores))
 
 
 def main() -> None:

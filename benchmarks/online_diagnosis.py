@@ -17,8 +17,8 @@ import argparse
 import numpy as np
 
 from rlfm import agents, envs
-from rlfm.evaluate import online_run
-from rlfm.mdp import ScoreReference, TabularMDP, evaluate_policy
+from rlfm.evaluate import exact_score, online_run
+from rlfm.mdp import ScoreReference, TabularMDP
 
 from common import machine, write_section
 
@@ -32,8 +32,8 @@ def diagnose(env_id: str, learner: str, episodes: int, seeds: int) -> np.ndarray
     data)."""
     env = envs.make(env_id)
     mdp = TabularMDP.from_gymnasium(env)
-    reference = ScoreReference.of(mdp)
-    score = lambda pi: reference.normalise(evaluate_policy(mdp, pi))  # noqa: E731
+    scored = exact_score(mdp, ScoreReference.of(mdp))
+    score = lambda pi: scored(pi, 0)  # noqa: E731
     aucs = []
     for seed in range(seeds):
         agent, rlfm, cevi = (agents.make(name, mdp.n_states, mdp.n_actions, mdp.horizon,

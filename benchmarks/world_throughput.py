@@ -34,9 +34,7 @@ from common import RESULTS_DIR, machine, write_section
 CONFIG = "../configs/rlfm-v2.toml"
 MEASURED = RESULTS_DIR / "world_throughput.json"
 
-# Measured once, in the run that replaced it (commit fe9920a, `--old` there; 2-core CPU, rlfm-v1
-# network, training batches of 32): the per-example numpy pipeline made 122 examples/s and
-# trained on 81 per second, where the batched world made 169 and trained on 92.
+# Measured once, in the run that replaced it (training batches of 32 there).
 OLD_PIPELINE = ("The per-example numpy pipeline that the batched world replaced was measured "
                 "in the same run as the batched world, on the 2-core CPU, at commit fe9920a "
                 "(`--old` there, rlfm-v1 network): 122 examples/s generated and 81 through "

@@ -337,20 +337,18 @@ def test_terminal_states_pass_no_gradient_with_value_bounds():
     reach its reward (nor, through it, the rewards of states only it leads to)."""
     from rlfm.planning import backward_induction as kernel
 
-    # 0 -> 1 (terminal) -> 2; every reward 0, so values sit exactly on the terminal's bound
-    successors = torch.tensor([1, 2, 2]).view(3, 1, 1)
+    def solve(R):   # 0 -> 1 (terminal) -> 2, every reward 0: values sit on the terminal's bound
+        return kernel(torch.tensor([1, 2, 2]).view(3, 1, 1),
+                      torch.ones(3, 1, 1, dtype=torch.float64), R, torch.zeros(3, dtype=torch.long),
+                      torch.tensor([4]), terminal=torch.tensor([False, True, False]),
+                      bounds=(torch.tensor([-1.0]), torch.tensor([1.0])))
+
     R = torch.zeros(3, 1, dtype=torch.float64, requires_grad=True)
-    plan = kernel(successors, torch.ones(3, 1, 1, dtype=torch.float64), R, torch.zeros(3, dtype=torch.long),
-                  torch.tensor([4]), terminal=torch.tensor([False, True, False]),
-                  bounds=(torch.tensor([-1.0]), torch.tensor([1.0])))
+    plan = solve(R)
     plan.v[0].backward()
     assert R.grad.tolist() == [[1.0], [0.0], [0.0]]
     with torch.no_grad():    # the same values by the cheaper path taken without gradients
-        again = kernel(successors, torch.ones(3, 1, 1, dtype=torch.float64), R.detach(),
-                       torch.zeros(3, dtype=torch.long), torch.tensor([4]),
-                       terminal=torch.tensor([False, True, False]),
-                       bounds=(torch.tensor([-1.0]), torch.tensor([1.0])))
-    assert torch.equal(again.q, plan.q.detach())
+        assert torch.equal(solve(R.detach()).q, plan.q.detach())
 
 
 def test_a_world_batch_splits_into_steps_of_whole_graphs():
