@@ -12,7 +12,7 @@ from rlfm.checkpoint import load_model, save_model
 from rlfm.evaluate import collect_dataset
 from rlfm.features import GraphBatch, encode_statistics, in_context_plans
 from rlfm.mdp import backward_induction
-from rlfm.model import RLFM, ModelConfig, policy_loss, segment_softmax
+from rlfm.model import RLFM, ModelConfig, policy_loss, sample_plan, segment_softmax
 from rlfm.stats import Statistics
 from rlfm.world import StatsBatch
 
@@ -104,6 +104,47 @@ def test_in_context_plans_equal_the_two_solvers(env_id, behavior, episodes):
     np.testing.assert_allclose(q_ce, backward_induction(model).Q[0], rtol=1e-12, atol=1e-9)
     expected = backward_induction(model, confidence=lambda h, v: bonus, bounds=(-2.0, 3.0)).Q[0]
     np.testing.assert_allclose(q_opt, expected, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("env_id, behavior, episodes", [
+    ("FrozenLake-v1", "uniform", 30), ("CliffWalking-v1", "expert", 5)])
+def test_a_hypothesis_with_no_offset_is_the_certainty_equivalent_model(env_id, behavior, episodes):
+    """The posterior sampler's plan is built from the graph alone: with delta = 0 it must be the
+    certainty-equivalent plan of the statistic (in the unit of the reward features)."""
+    env = rlfm.envs.make(env_id)
+    mdp = rlfm.TabularMDP.from_gymnasium(env)
+    stats = collect_dataset(env, mdp, behavior, episodes, seed=0)
+    g = _double(encode_statistics(stats, mdp.horizon))
+    slot, _ = g.action_slots()
+    q = sample_plan(g, torch.zeros(g.sa_x.shape[0], dtype=torch.float64)).q.reshape(-1)[slot]
+    expected = backward_induction(stats.empirical_mdp(mdp.horizon)).Q[0].ravel()
+    np.testing.assert_allclose(q.numpy() * float(g.reward_scale[0]), expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
+
+
+def test_the_posterior_checkpoint_is_v3_plus_a_sampler():
+    from rlfm.checkpoint import pretrained_path
+
+    v3 = load_model(pretrained_path("rlfm-v3")).state_dict()
+    posterior = load_model(pretrained_path("rlfm-v3-posterior")).state_dict()
+    assert all(torch.equal(posterior[name], value) for name, value in v3.items())
+    assert {name.split(".")[0] for name in set(posterior) - set(v3)} == {"sampler"}
+
+
+def test_posterior_actions_are_a_plan_drawn_by_the_seed():
+    torch.manual_seed(0)
+    model = RLFM(ModelConfig(width=16, steps=2, noise_dim=2))
+    for p in model.sampler.reward_head[-1].parameters():
+        torch.nn.init.normal_(p)            # hypotheses that differ with the noise
+    _, stats = frozen_lake_stats()
+    draw = lambda seed: model.posterior_actions(  # noqa: E731
+        stats, 20, torch.Generator().manual_seed(seed))
+    first = draw(1)
+    assert first.shape == (20, 16) and first.min() >= 0 and first.max() < 4
+    np.testing.assert_array_equal(first, draw(1))
+    assert any((draw(seed) != first).any() for seed in range(2, 6))
+    with pytest.raises(ValueError, match="no posterior sampler"):
+        RLFM(ModelConfig(width=16, steps=2)).posterior_actions(stats, 20)
 
 
 def test_segment_softmax():

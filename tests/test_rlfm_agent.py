@@ -28,11 +28,11 @@ def plain_checkpoint(tmp_path_factory):
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_model(RLFM(ModelConfig(width=16, steps=2, exploit_head=True)), path)
+    save_model(RLFM(ModelConfig(width=16, steps=2, exploit_head=True, noise_dim=2)), path)
     return str(path)
 
 
-@pytest.mark.parametrize("exploration", ["gumbel", "sample", "greedy"])
+@pytest.mark.parametrize("exploration", ["gumbel", "sample", "greedy", "posterior", "mixed"])
 def test_online_is_deterministic_for_a_seed(checkpoint, exploration):
     env = rlfm.envs.make("rlfm/RiverSwim-v0")
     mdp = rlfm.TabularMDP.from_gymnasium(env)
@@ -53,6 +53,30 @@ def test_gumbel_policy_is_fixed_within_an_episode(checkpoint):
         agent.end_episode()
         draws.add(tuple(agent.act(s, 0) for s in range(6)))
     assert len(draws) > 1  # a new deterministic policy each episode
+
+
+def test_posterior_acting_follows_one_plan_per_episode(checkpoint, plain_checkpoint):
+    agent = rlfm.agents.make("rlfm", 6, 2, horizon=20, seed=0, checkpoint=checkpoint,
+                             exploration="posterior", samples=2)
+    plan = agent.acting.copy()
+    assert plan.shape == (20, 6)
+    assert [[agent.act(s, h) for s in range(6)] for h in range(20)] == plan.tolist()
+    with pytest.raises(RlfmError, match="posterior sampler"):
+        rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=plain_checkpoint,
+                         exploration="posterior")
+
+
+def test_mixed_exploration_alternates_posterior_plans_and_sampling(checkpoint):
+    agent = rlfm.agents.make("rlfm", 6, 2, horizon=20, seed=0, checkpoint=checkpoint,
+                             exploration="mixed")
+    modes = set()
+    for _ in range(20):
+        modes.add(agent.mode)
+        agent.end_episode()
+    assert modes == {"posterior", "sample"}
+    assert rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint).mode == "sample"
+    with pytest.raises(RlfmError, match="samples"):
+        rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint, samples=0)
 
 
 def test_offline_fit_returns_the_exploitation_heads_policy(checkpoint):

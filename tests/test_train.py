@@ -10,7 +10,7 @@ import torch
 
 from rlfm import RlfmError
 from rlfm.checkpoint import load_model
-from rlfm.train import RunConfig, learning_rate, train
+from rlfm.train import RunConfig, energy_score, learning_rate, train
 
 TINY = Path(__file__).parent.parent / "configs" / "tiny.toml"
 
@@ -59,6 +59,61 @@ def test_return_loss_trains_an_exploitation_head_from_a_checkpoint(tmp_path):
     other = RunConfig.from_dict({"model": {"width": 8, "steps": 1}})
     with pytest.raises(RlfmError, match="does not fit this model"):
         initialise(RLFM(other.model), str(tmp_path / "base" / "model"))
+
+
+def test_sampler_only_trains_the_posterior_sampler_alone(tmp_path):
+    """A posterior sampler fine-tuned from a checkpoint starts as a copy of its trunk; with
+    sampler_only, every other weight stays the checkpoint's."""
+    from rlfm.model import RLFM
+    from rlfm.train import initialise
+
+    train(RunConfig.load(TINY), tmp_path / "base", log=lambda _: None)
+    base = weights(tmp_path / "base" / "model")
+    sampler = {"model": {"width": 16, "steps": 2, "noise_dim": 2},
+               "train": {"steps": 2, "batch_size": 4, "world_batch": 8, "workers": 0,
+                         "log_every": 2, "eval_every": 2, "posterior_weight": 1.0,
+                         "sampler_only": True, "init": str(tmp_path / "base" / "model")},
+               "validation": {"prior_examples": 8}}
+    cfg = RunConfig.from_dict(sampler)
+    model = RLFM(cfg.model)
+    initialise(model, cfg.train.init)
+    start = model.state_dict()
+    for name in ("sa_in.0.weight", "blocks.0.query.weight"):
+        assert torch.equal(start["sampler." + name], base[name])
+    train(cfg, tmp_path / "sampler", log=lambda _: None)
+    tuned = weights(tmp_path / "sampler" / "model")
+    assert all(torch.equal(tuned[name], value) for name, value in base.items())
+    assert not torch.equal(tuned["sampler.reward_head.2.weight"],
+                           start["sampler.reward_head.2.weight"])
+    header = (tmp_path / "sampler" / "log.csv").read_text().splitlines()[0].split(",")
+    assert "posterior_loss" in header and "val_posterior_loss" in header
+    for model_cfg, train_cfg, message in (({}, {"posterior_weight": 1.0}, "noise_dim"),
+                                          ({"noise_dim": 2}, {"sampler_only": True},
+                                           "posterior_weight")):
+        bad = RunConfig.from_dict({"model": {"width": 16, "steps": 2, **model_cfg},
+                                   "train": train_cfg})
+        with pytest.raises(RlfmError, match=message):
+            train(bad, tmp_path / "bad", log=lambda _: None)
+
+
+def test_energy_score_is_zero_at_the_truth_and_lowest_for_the_right_distribution():
+    group = torch.tensor([0, 0, 1, 1, 1])
+    y = torch.tensor([1.0, 2.0, -1.0, 0.0, 3.0], dtype=torch.float64)
+    zero = energy_score(y.expand(4, -1), y, group, 2)
+    torch.testing.assert_close(zero, torch.zeros(2, dtype=torch.float64), atol=1e-5, rtol=0)
+    # y ~ N(0, 1) per coordinate: samples from N(0, 1) score lower than too narrow, too wide
+    # or shifted ones
+    gen = torch.Generator().manual_seed(0)
+    truths = torch.randn(2000, 3, generator=gen, dtype=torch.float64)
+    noise = torch.randn(8, 3, generator=gen, dtype=torch.float64)
+
+    def mean_score(scale, shift):
+        x = (noise[:, None] * scale + shift).expand(8, 2000, 3).reshape(8, -1)
+        return energy_score(x, truths.reshape(-1), torch.arange(2000).repeat_interleave(3),
+                            2000).mean()
+    right = mean_score(1.0, 0.0)
+    assert all(right < mean_score(scale, shift) for scale, shift in ((0.3, 0.0), (3.0, 0.0),
+                                                                      (1.0, 1.0)))
 
 
 class Stop(Exception):

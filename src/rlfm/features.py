@@ -43,10 +43,12 @@ class GraphBatch:
     sa_x (N_sa, SA_FEATURES), sa_state (N_sa,): the state node of each (s, a) node;
     state_x (N_s, STATE_FEATURES), state_graph (N_s,): the MDP each state belongs to;
     edge_sa, edge_next (E,): observed transitions (s, a) -> s'; edge_log_p (E,): log P̂(s'|s,a);
-    edge_x (E, EDGE_FEATURES); graph_states, graph_actions (G,): S and A of each MDP.
-    Optional training targets: policy_target (N_sa,), value_target (N_s,), state_terminal (N_s,)
-    (the true terminal states, left out of the policy loss), the family of each MDP, and the
-    true MDPs themselves (`TrueMDP`).
+    edge_x (E, EDGE_FEATURES); graph_states, graph_actions (G,): S and A of each MDP;
+    graph_horizon (G,): the task's horizon; reward_scale (G,): the unit of the reward features
+    (the largest |R̂| observed, or 1).
+    Optional training targets: policy_target (N_sa,), value_target (N_s,), q_target (N_sa,):
+    the true Q*_0, state_terminal (N_s,) (the true terminal states, left out of the policy
+    loss), the family of each MDP, and the true MDPs themselves (`TrueMDP`).
     """
 
     sa_x: torch.Tensor
@@ -59,8 +61,11 @@ class GraphBatch:
     edge_x: torch.Tensor
     graph_states: torch.Tensor
     graph_actions: torch.Tensor
+    graph_horizon: torch.Tensor
+    reward_scale: torch.Tensor
     policy_target: torch.Tensor | None = None
     value_target: torch.Tensor | None = None
+    q_target: torch.Tensor | None = None
     state_terminal: torch.Tensor | None = None
     families: tuple[str, ...] = ()
     true_mdp: TrueMDP | None = None
@@ -197,7 +202,8 @@ class TrueMDP:
 # by, and which kind of node the index fields point to: select and concatenate follow them.
 _KINDS = {"sa_x": "sa", "sa_state": "sa", "state_x": "state", "state_graph": "state",
           "edge_sa": "edge", "edge_next": "edge", "edge_log_p": "edge", "edge_x": "edge",
-          "graph_states": "graph", "graph_actions": "graph", "policy_target": "sa",
+          "graph_states": "graph", "graph_actions": "graph", "graph_horizon": "graph",
+          "reward_scale": "graph", "policy_target": "sa", "q_target": "sa",
           "value_target": "state", "state_terminal": "state", "families": "graph",
           "true_mdp.edge_sa": "true_edge", "true_mdp.edge_next": "true_edge",
           "true_mdp.edge_p": "true_edge", "true_mdp.reward": "sa", "true_mdp.initial": "state",
@@ -323,6 +329,8 @@ def encode(stats: StatsBatch, horizon: torch.Tensor) -> GraphBatch:
         edge_x=torch.stack([log_p, count.log1p() / 5.0], -1).float(),
         graph_states=stats.n_states.clone(),
         graph_actions=stats.n_actions.clone(),
+        graph_horizon=horizon.clone(),
+        reward_scale=scale.float(),
     )
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from rlfm.features import EDGE_FEATURES, SA_FEATURES, STATE_FEATURES, GraphBatch, encode_statistics
+from rlfm.planning import Edges, backward_induction
 from rlfm.stats import Statistics
 from rlfm.world import segment_max, segment_sum
 
@@ -40,7 +41,8 @@ class ModelConfig:
     transition_bias: bool = True
     weight_tying: bool = True
     exploit_head: bool = False
-    LIMITS: ClassVar[dict] = {"width": (1, 1024), "steps": (1, 64)}
+    noise_dim: int = 0         # > 0: a posterior sampler (`PosteriorSampler`) with this noise
+    LIMITS: ClassVar[dict] = {"width": (1, 1024), "steps": (1, 64), "noise_dim": (0, 1024)}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,6 +115,87 @@ def _actions_per_state(g: GraphBatch, h_s: torch.Tensor) -> torch.Tensor:
     return g.graph_actions[g.state_graph].to(h_s.dtype).unsqueeze(-1)
 
 
+def propagate(blocks: nn.ModuleList, h_sa, h_s, g: GraphBatch, steps: int):
+    """`steps` rounds of message passing (the last block repeats when there are fewer)."""
+    has_edges = torch.zeros(h_sa.shape[0], dtype=torch.bool, device=h_sa.device)
+    has_edges[g.edge_sa] = True
+    for k in range(steps):
+        h_sa, h_s = blocks[min(k, len(blocks) - 1)](h_sa, h_s, g, has_edges)
+    return h_sa, h_s
+
+
+class PosteriorSampler(nn.Module):
+    """A learned posterior over the MDP, one hypothesis per noise draw: a graph network of the
+    trunk's shape that also reads Gaussian noise (`noise_dim` numbers per (s, a) node, per
+    state node and per MDP, drawn once per episode) and outputs a reward offset delta(s, a), in
+    the unit of the reward features. The hypothesis is the empirical model (observed
+    transitions; an untried pair loops on its state) with rewards R̂ + delta; planning on it
+    (`sample_plan`) turns a local guess into values coherent across states, over any
+    distance. Trained with the energy score of its plans' Q against the true Q*
+    (`train.posterior_loss`), a strictly proper score of the joint distribution, so that
+    acting greedily on one sample per episode is posterior sampling with a learned prior."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        d, z = config.width, config.noise_dim
+        self.noise_dim = z
+        self.sa_in, self.state_in = mlp(SA_FEATURES, d), mlp(STATE_FEATURES, d)
+        self.sa_noise, self.state_noise = nn.Linear(2 * z, d), nn.Linear(2 * z, d)
+        n_blocks = 1 if config.weight_tying else config.steps
+        self.blocks = nn.ModuleList(Block(d, config.transition_bias) for _ in range(n_blocks))
+        self.steps = config.steps
+        self.reward_head = mlp(d, d, 1)
+        for layer in (self.sa_noise, self.state_noise, self.reward_head[-1]):
+            nn.init.zeros_(layer.weight)   # start as the certainty-equivalent model
+            nn.init.zeros_(layer.bias)
+
+    def start_from(self, model: RLFM) -> None:
+        """Copy the trunk of a trained network (a fine-tuning start)."""
+        for name in ("sa_in", "state_in", "blocks"):
+            getattr(self, name).load_state_dict(getattr(model, name).state_dict())
+
+    def draw_noise(self, g: GraphBatch, generator: torch.Generator | None = None):
+        """Standard normal noise: (N_sa, z), (N_s, z), (G, z)."""
+        z, like = self.noise_dim, g.sa_x
+        on = like.device if generator is None else generator.device
+
+        def draw(n):
+            return torch.randn(n, z, generator=generator, device=on).to(like.device, like.dtype)
+        return draw(g.sa_x.shape[0]), draw(g.n_states), draw(g.n_graphs)
+
+    def forward(self, g: GraphBatch, noise) -> torch.Tensor:
+        """delta (N_sa,) for `noise` (as `draw_noise` gives)."""
+        sa, state, graph = noise
+        per_state = graph[g.state_graph]
+        h_s = self.state_in(g.state_x) + self.state_noise(torch.cat([state, per_state], -1))
+        h_sa = self.sa_in(g.sa_x) + self.sa_noise(torch.cat([sa, per_state[g.sa_state]], -1))
+        h_sa, _ = propagate(self.blocks, h_sa, h_s, g, self.steps)
+        return self.reward_head(h_sa).squeeze(-1)
+
+
+def sample_plan(g: GraphBatch, delta: torch.Tensor, greedy_actions: bool = False,
+                tie_noise: torch.Tensor | None = None):
+    """Backward induction on each graph's hypothesis: the empirical model of its statistic
+    (P̂ from the observed transitions, a self-loop for an untried pair, states observed as
+    terminal worth 0) with rewards R̂ / scale + delta (N_sa,), over the task's horizon. Gives a
+    `planning.Plan` on the padded (N_s, A) table of `GraphBatch.action_slots` (Q in the unit
+    of the reward features); differentiable in delta."""
+    slot, A = g.action_slots()
+    N = g.n_states
+    untried = torch.ones(slot.shape[0], dtype=torch.bool, device=slot.device)
+    untried[g.edge_sa] = False
+    loops = untried.nonzero().squeeze(1)
+    row = torch.cat([slot[g.edge_sa], slot[loops]])
+    order = torch.argsort(row, stable=True)
+    edges = Edges(row[order], torch.cat([g.edge_next, g.sa_state[loops]])[order],
+                  torch.cat([g.edge_log_p.exp(), torch.ones_like(loops, dtype=delta.dtype)])[order])
+    mask = torch.zeros(N * A, dtype=torch.bool, device=slot.device).index_fill(0, slot, True)
+    R = delta.new_zeros(N * A).index_copy(0, slot, g.sa_x[:, 2].to(delta.dtype) + delta)
+    return backward_induction(edges, None, R.view(N, A), g.state_graph, g.graph_horizon,
+                              action_mask=mask.view(N, A), terminal=g.state_x[:, 0] > 0,
+                              greedy_actions=greedy_actions, tie_noise=tie_noise)
+
+
 class Outputs(NamedTuple):
     """What the network says about a batch: acting-policy logits and exploitation logits per
     (s, a) node (the same tensor when there is no exploitation head), values per state."""
@@ -136,15 +219,11 @@ class RLFM(nn.Module):
         self.policy_head = mlp(d, d, 1)
         self.value_head = mlp(d, d, 1)
         self.exploit_head = mlp(d, d, 1) if config.exploit_head else None
+        self.sampler = PosteriorSampler(config) if config.noise_dim else None
 
     def forward(self, g: GraphBatch, steps: int | None = None) -> Outputs:
-        steps = steps or self.config.steps
-        h_sa, h_s = self.sa_in(g.sa_x), self.state_in(g.state_x)
-        has_edges = torch.zeros(h_sa.shape[0], dtype=torch.bool, device=h_sa.device)
-        has_edges[g.edge_sa] = True
-        for k in range(steps):
-            block = self.blocks[min(k, len(self.blocks) - 1)]
-            h_sa, h_s = block(h_sa, h_s, g, has_edges)
+        h_sa, h_s = propagate(self.blocks, self.sa_in(g.sa_x), self.state_in(g.state_x), g,
+                              steps or self.config.steps)
         logits = self.policy_head(h_sa).squeeze(-1)
         exploit = logits if self.exploit_head is None else self.exploit_head(h_sa).squeeze(-1)
         return Outputs(logits, self.value_head(h_s).squeeze(-1), exploit)
@@ -186,6 +265,23 @@ class RLFM(nn.Module):
         graph = self._graph(stats, grid)
         exploit = segment_softmax(self(graph).exploit.double(), graph.sa_state, graph.n_states)
         return exploit.view(len(grid), stats.n_states, stats.n_actions).cpu().numpy()[serves]
+
+
+    @torch.no_grad()
+    def posterior_actions(self, stats: Statistics, horizon: int,
+                          generator: torch.Generator | None = None,
+                          samples: int = 1) -> np.ndarray:
+        """A hypothesis of the posterior sampler and its plan: the greedy action (H, S) of
+        every step and state (exact ties broken at random). With several `samples`, the
+        hypothesis takes each pair's largest reward among them (optimism where they differ)."""
+        if self.sampler is None:
+            raise ValueError("this checkpoint has no posterior sampler")
+        g = self._graph(stats, horizon)
+        delta = torch.stack([self.sampler(g, self.sampler.draw_noise(g, generator))
+                             for _ in range(samples)]).amax(0)
+        tie = torch.rand(g.n_states, int(g.graph_actions.max()), generator=generator,
+                         device=None if generator is None else generator.device).to(delta)
+        return sample_plan(g, delta, greedy_actions=True, tie_noise=tie).actions.T.cpu().numpy()
 
 
 # The task horizons, as fractions of the episode's, at which the exploitation head is asked

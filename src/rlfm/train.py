@@ -42,11 +42,13 @@ from rlfm.model import (
     RLFM,
     ModelConfig,
     policy_loss,
+    sample_plan,
     segment_log_softmax,
     segment_softmax,
     value_loss,
 )
 from rlfm.priors.config import PriorConfig
+from rlfm.world import segment_max, segment_min, segment_sum
 
 try:
     import tomllib
@@ -66,6 +68,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     value_weight: float = 0.2
     return_weight: float = 0.0       # weight of the exploitation head's return loss
+    posterior_weight: float = 0.0    # weight of the posterior sampler's energy score
+    posterior_samples: int = 4       # hypotheses per MDP in that score
+    sampler_only: bool = False       # train the posterior sampler alone (the rest frozen)
     init: str = ""                   # a checkpoint to start from: a path, or the name of one
                                      # shipped in the package ("rlfm-v1"); parameters it lacks
                                      # (a new head) start fresh
@@ -79,7 +84,8 @@ class TrainConfig:
         "seed": (0, INT_MAX // 1024), "steps": (1, INT_MAX), "batch_size": (1, 1 << 20),
         "world_batch": (1, 1 << 24), "lr": (1e-12, 10.0), "weight_decay": (0.0, 10.0),
         "warmup_steps": (0, INT_MAX), "grad_clip": (1e-12, 1e12), "value_weight": (0.0, 1e6),
-        "return_weight": (0.0, 1e6),
+        "return_weight": (0.0, 1e6), "posterior_weight": (0.0, 1e6),
+        "posterior_samples": (2, 64),
         "workers": (0, 1024), "threads": (1, 1024), "log_every": (1, INT_MAX),
         "checkpoint_every": (1, INT_MAX), "eval_every": (1, INT_MAX)}
 
@@ -142,7 +148,13 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 def compute_loss(model, batch: GraphBatch, tc: TrainConfig):
     """The training loss and its parts: cross-entropy of the acting policy to the Boltzmann
     target, the value loss, and (with return_weight > 0) the return loss of the exploitation
-    head."""
+    head, and (with posterior_weight > 0) the energy score of the posterior sampler; with
+    `sampler_only`, that score alone."""
+    if tc.posterior_weight > 0:
+        sampler = (model.module if hasattr(model, "module") else model).sampler
+        score = posterior_loss(sampler, batch, tc.posterior_samples)
+        if tc.sampler_only:
+            return score, {"posterior_loss": score.detach()}
     out = model(batch)
     log_pi = segment_log_softmax(out.logits, batch.sa_state, batch.n_states)
     parts = {"policy_loss": policy_loss(log_pi, batch), "value_loss": value_loss(out.values, batch)}
@@ -150,6 +162,9 @@ def compute_loss(model, batch: GraphBatch, tc: TrainConfig):
     if tc.return_weight > 0:
         parts["return_loss"] = return_loss(out.exploit, batch)
         loss = loss + tc.return_weight * parts["return_loss"]
+    if tc.posterior_weight > 0:
+        parts["posterior_loss"] = score
+        loss = loss + tc.posterior_weight * score
     return loss, {k: v.detach() for k, v in parts.items()}
 
 
@@ -161,6 +176,43 @@ def return_loss(exploit_logits: torch.Tensor, batch: GraphBatch) -> torch.Tensor
     pi = segment_softmax(exploit_logits, batch.sa_state, batch.n_states)
     score, scored = batch.true_score(pi)
     return -(score.clamp(-1.0, 1.0) * scored).sum() / scored.sum().clamp_min(1)
+
+
+def posterior_loss(sampler, batch: GraphBatch, samples: int,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """The energy score (`energy_score`) of the sampler's hypotheses against the truth,
+    averaged over MDPs: X is the Q_0 of the plan on a hypothesis (`model.sample_plan`) and y
+    the true Q*_0 over all of an MDP's (s, a), both divided by the span of Q*_0. Its best
+    sampler draws from the posterior of Q*_0 given the statistic, coherently across states. An
+    MDP's term is capped at 5 spans, so that a few MDPs whose reward scale the data cannot
+    reveal do not drown the rest."""
+    many = GraphBatch.concatenate([batch] * samples)
+    delta = sampler(many, sampler.draw_noise(many, generator))
+    slot, _ = many.action_slots()
+    n_sa, G = batch.sa_x.shape[0], batch.n_graphs
+    sa_graph = batch.state_graph[batch.sa_state]
+    q = sample_plan(many, delta).q.reshape(-1)[slot].view(samples, n_sa)
+    q = q * batch.reward_scale.to(q.dtype)[sa_graph]
+    y = batch.q_target.to(q.dtype)
+    span = segment_max(y, sa_graph, G) - segment_min(y, sa_graph, G)
+    scored = span > 1e-9 * y.abs().max().clamp_min(1.0)
+    unit = torch.where(scored, span, torch.ones_like(span))[sa_graph]
+    score = energy_score(q / unit, y / unit, sa_graph, G)
+    return (score.clamp_max(5.0) * scored).sum() / scored.sum().clamp_min(1)
+
+
+def energy_score(x: torch.Tensor, y: torch.Tensor, group: torch.Tensor, n: int) -> torch.Tensor:
+    """E||X - y|| - E||X - X'|| / 2 for each of n vectors y, from M samples x (M, len(y));
+    `group` says which vector each coordinate belongs to, and the norm is the root mean square
+    over a vector's coordinates. Estimated without bias (pairs of distinct samples)."""
+    size = segment_sum(torch.ones_like(y), group, n)
+
+    def norm(d: torch.Tensor) -> torch.Tensor:   # (..., len(y)) -> (..., n)
+        squares = segment_sum(d.reshape(-1, d.shape[-1]).T ** 2, group, n).T
+        return (squares / size + 1e-12).sqrt().view(*d.shape[:-1], n)
+
+    i, j = torch.triu_indices(x.shape[0], x.shape[0], 1, device=x.device)
+    return norm(x - y).mean(0) - 0.5 * norm(x[i] - x[j]).mean(0)
 
 
 def initialise(model: RLFM, path: str) -> None:
@@ -177,6 +229,8 @@ def initialise(model: RLFM, path: str) -> None:
                             f"{tuple(value.shape)} there, "
                             f"{tuple(own[name].shape) if name in own else 'absent'} here)")
     model.load_state_dict(source, strict=False)
+    if model.sampler is not None and not any(k.startswith("sampler.") for k in source):
+        model.sampler.start_from(model)   # a new sampler starts from the trained trunk
 
 
 # ---- optimizer state as safetensors + JSON (never pickle) -------------------------------------
@@ -245,6 +299,9 @@ def validate(model: RLFM, val) -> dict:
     if model.exploit_head is not None:
         metrics["val_exploit_score"] = score(segment_softmax(
             out.exploit.double().cpu(), exact.sa_state, exact.n_states))
+    if model.sampler is not None:
+        noise = torch.Generator(device=weight.device).manual_seed(0)
+        metrics["val_posterior_loss"] = posterior_loss(model.sampler, graph, 4, noise).item()
     model.train()
     return metrics
 
@@ -256,9 +313,15 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     torchrun, one process per device (DDP over gloo on CPU, NCCL on CUDA)."""
     out = Path(out)
     tc = cfg.train
-    if cfg.model.exploit_head != (tc.return_weight > 0):
+    if not tc.sampler_only and cfg.model.exploit_head != (tc.return_weight > 0):
         raise RlfmError("model.exploit_head and train.return_weight > 0 go together (the return "
                         "loss trains the exploitation head, and nothing else does)")
+    if tc.posterior_weight > 0 and not cfg.model.noise_dim:
+        raise RlfmError("train.posterior_weight > 0 needs a posterior sampler (model.noise_dim "
+                        "> 0)")
+    if tc.sampler_only and tc.posterior_weight <= 0:
+        raise RlfmError("train.sampler_only trains the posterior sampler alone: it needs "
+                        "train.posterior_weight > 0")
     if tc.world_batch % tc.batch_size:
         raise RlfmError(f"train.world_batch ({tc.world_batch}) must be a multiple of "
                         f"train.batch_size ({tc.batch_size})")
@@ -279,7 +342,12 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     model = RLFM(cfg.model)
     if tc.init:
         initialise(model, tc.init)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    if tc.sampler_only:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.sampler.requires_grad_(True)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc.lr,
+                            weight_decay=tc.weight_decay)
     lock = OutputDir(out) if main else contextlib.nullcontext()
     with lock:
         return _train(cfg, out, model, opt, resume, log, device, distributed, rank)

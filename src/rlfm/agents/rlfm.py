@@ -5,15 +5,22 @@ acts on them. `exploration`:
   "sample" (default)  a fresh action from π(.|s) at every step: π is trained towards the
                       optimal actions of MDPs consistent with the data, so it spreads its mass
                       where the data leave the best action uncertain;
+  "posterior"         posterior sampling with a learned prior (a checkpoint with a posterior
+                      sampler, `model.PosteriorSampler`: "rlfm-v3-posterior"): one hypothesis
+                      about the MDP per episode, the pairwise upper envelope of the rewards of
+                      `samples` draws, and its plan followed for the whole episode;
+  "mixed"             each episode, with probability 1/2, as "posterior", otherwise as
+                      "sample" (also needs a posterior sampler);
   "gumbel"            one deterministic policy per episode: argmax of logits + Gumbel noise drawn
                       once per episode, i.e. each state's action is sampled from π(.|s) and kept
-                      for the whole episode (in the spirit of posterior sampling);
+                      for the whole episode;
   "greedy"            argmax π(.|s): only whatever optimism the network encodes.
 The default is the mode with the best online AUC on held-out prior MDPs
-(benchmarks/exploration.py: sample 0.72, gumbel 0.63, greedy 0.36 with rlfm-v3 and the
-time-dependent exploitation policy; 0.72, 0.63, 0.45 with rlfm-v2 and 0.62, 0.49, 0.34 with
-rlfm-v1, both with their former stationary one). Greedy acting behaves like
-certainty-equivalent control and gets stuck (NChain, Garnet20).
+(benchmarks/exploration.py, which gives the figures). The posterior modes reach far goals that
+per-step sampling does not (FrozenLake 8x8), but the sampler's hypotheses vary too little, so
+that alone it gets stuck where PSRL does not (RiverSwim, bandits with long episodes), and mixed
+with per-step sampling it scored below sampling alone on 200 held-out prior MDPs. Greedy
+acting behaves like certainty-equivalent control and gets stuck (NChain, Garnet20).
 The exploitation policy (`policy()`, and `fit` offline) is, with a checkpoint that has an
 exploitation head, that head's stochastic policy softmax(exploit logits), the policy whose
 return it was trained to maximise (where the data say nothing, it stays spread, as uniform
@@ -35,7 +42,8 @@ from rlfm.agents._planning import greedy
 from rlfm.agents.base import ModelBasedAgent, register
 from rlfm.errors import RlfmError
 
-EXPLORATION = ("gumbel", "sample", "greedy")
+EXPLORATION = ("sample", "posterior", "mixed", "gumbel", "greedy")
+POSTERIOR_SHARE = 0.5   # of the episodes of "mixed" (chosen on held-out prior MDPs)
 _MODELS: dict = {}  # one loaded network per checkpoint path and process
 
 
@@ -92,26 +100,43 @@ class RLFMAgent(ModelBasedAgent):
     TUNING_GRID: dict = {}  # one checkpoint, one setting, everywhere
 
     def __init__(self, n_states, n_actions, horizon, seed=0, checkpoint: str | None = None,
-                 exploration: str = "sample", device: str = "cpu"):
+                 exploration: str = "sample", device: str = "cpu", samples: int = 8):
         if exploration not in EXPLORATION:
             raise RlfmError(f"rlfm: exploration must be one of {', '.join(EXPLORATION)}, "
                             f"got {exploration!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise RlfmError(f"rlfm: samples must be a positive integer, got {samples!r}")
         self.network = load_network(checkpoint, device)
-        self.exploration = exploration
+        if exploration in ("posterior", "mixed") and self.network.sampler is None:
+            raise RlfmError(f"rlfm: exploration {exploration} needs a checkpoint with a "
+                            "posterior sampler (such as rlfm-v3-posterior)")
+        self.exploration, self.samples = exploration, samples
         super().__init__(n_states, n_actions, horizon, seed)
 
     def plan(self) -> None:
         with _one_thread():
             self.logits = self.network.logits(self.stats, self.horizon)[0]
-        if self.exploration == "gumbel":
+        self.mode = self.exploration
+        if self.mode == "mixed":
+            self.mode = "posterior" if self.rng.random() < POSTERIOR_SHARE else "sample"
+        if self.mode == "gumbel":
             self.acting = (self.logits + self.rng.gumbel(size=self.logits.shape)).argmax(axis=1)
-        elif self.exploration == "greedy":
+        elif self.mode == "greedy":
             self.acting = greedy(self.logits, self.rng)
+        elif self.mode == "posterior":
+            import torch
+
+            seed = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+            with _one_thread():
+                self.acting = self.network.posterior_actions(self.stats, self.horizon, seed,
+                                                             self.samples)
         self._exploit = None
 
     def act(self, state: int, step: int) -> int:
-        if self.exploration == "sample":
+        if self.mode == "sample":
             return int(self.rng.choice(self.n_actions, p=softmax(self.logits[state])))
+        if self.mode == "posterior":
+            return int(self.acting[min(step, len(self.acting) - 1), state])
         return int(self.acting[state])
 
     def exploit(self) -> np.ndarray:

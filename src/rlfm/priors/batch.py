@@ -261,6 +261,7 @@ def sample_batch(seed: int, index: int, batch_size: int, config: PriorConfig | s
         graph = encode(stats, world.horizon)
         graph.policy_target = target["policy"][world.action_mask].float()
         graph.value_target = target["value"].float()
+        graph.q_target = plan.q[world.action_mask].float()
         graph.state_terminal = world.terminal
         graph.families = tuple(world.families)
         graph.true_mdp = true_mdp(world, target["optimal_return"])
