@@ -1,11 +1,15 @@
-"""How the rlfm agent should explore: the three modes of agents/rlfm.py compared online with
-the shipped checkpoint. The default is chosen on held-out prior MDPs (synthetic, never trained
+"""How the rlfm agent should explore: the modes of agents/rlfm.py compared online with the
+shipped checkpoint (the posterior modes with rlfm-v3-posterior: the same network plus its
+posterior sampler). The default is chosen on held-out prior MDPs (synthetic, never trained
 on), not on the suite; the suite rows show how the choice carries over.
 
     python benchmarks/exploration.py
 """
 
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
+import torch
 
 from rlfm import agents, evaluate
 from rlfm.envs import TabularEnv
@@ -15,23 +19,30 @@ from rlfm.priors.sampler import sample_mdp
 from common import machine, write_section
 
 ENVS = ["FrozenLake-v1", "CliffWalking-v1", "rlfm/RiverSwim-v0", "rlfm/NChain-v0",
-        "rlfm/DeepSea-v0", "rlfm/Garnet20-v0"]
-MODES = ["greedy", "gumbel", "sample"]
+        "rlfm/FourRooms-v0", "rlfm/DeepSea-v0", "rlfm/Garnet20-v0"]
+MODES = ["greedy", "gumbel", "sample", "posterior", "mixed"]
+KNOBS = {mode: {"exploration": mode} for mode in MODES}
+for _mode in ("posterior", "mixed"):
+    KNOBS[_mode]["checkpoint"] = "rlfm-v3-posterior"
 PRIOR_SEED = 2_000_003  # a stream used neither for training nor for validation
-PRIOR_MDPS = 40
+PRIOR_MDPS = 200  # 40 once ranked a mode first that 200 fresh ones ranked second
 
 
-def prior_auc(mode: str, episodes: int) -> float:
-    """Mean online AUC (scores clipped to [-1, 1]) over held-out prior MDPs, one seed each."""
-    aucs = []
-    for i in range(PRIOR_MDPS):
-        mdp = sample_mdp(np.random.default_rng(np.random.SeedSequence(PRIOR_SEED, spawn_key=(i,))))
-        agent = agents.make("rlfm", mdp.n_states, mdp.n_actions, mdp.horizon, seed=i,
-                            exploration=mode)
-        run = evaluate.online_run(TabularEnv(mdp), mdp, agent, episodes, seed=i,
-                                  reference=ScoreReference.of(mdp))
-        aucs.append(np.clip(run.scores, -1.0, 1.0).mean())
-    return float(np.mean(aucs))
+def _prior_run(args) -> float:
+    mode, episodes, i = args
+    torch.set_num_threads(1)
+    mdp = sample_mdp(np.random.default_rng(np.random.SeedSequence(PRIOR_SEED, spawn_key=(i,))))
+    agent = agents.make("rlfm", mdp.n_states, mdp.n_actions, mdp.horizon, seed=i, **KNOBS[mode])
+    run = evaluate.online_run(TabularEnv(mdp), mdp, agent, episodes, seed=i,
+                              reference=ScoreReference.of(mdp))
+    return float(np.clip(run.scores, -1.0, 1.0).mean())
+
+
+def prior_aucs(mode: str, episodes: int) -> np.ndarray:
+    """Online AUC (scores clipped to [-1, 1]) of each held-out prior MDP, one seed each."""
+    with ProcessPoolExecutor(2) as pool:
+        return np.array(list(pool.map(_prior_run, [(mode, episodes, i)
+                                                   for i in range(PRIOR_MDPS)])))
 
 
 def main(episodes: int = 100, seeds: int = 5) -> str:
@@ -42,13 +53,17 @@ def main(episodes: int = 100, seeds: int = 5) -> str:
              f"the best there. Other rows: {seeds} seeds, {episodes} episodes; episodes to 0.9 "
              "/ AUC / regret.", "",
              "| env | " + " | ".join(MODES) + " |", "|---|" + "---|" * len(MODES)]
+    aucs = {mode: prior_aucs(mode, episodes // 2) for mode in MODES}
     lines.append("| held-out prior MDPs (AUC) | "
-                 + " | ".join(f"{prior_auc(mode, episodes // 2):.3f}" for mode in MODES) + " |")
+                 + " | ".join(f"{aucs[mode].mean():.3f}" for mode in MODES) + " |")
+    lines.append("| paired difference from sample (± SE) | " + " | ".join(
+        f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f}"
+        for d in (aucs[mode] - aucs["sample"] for mode in MODES)) + " |")
     for env in ENVS:
         cells = []
         for mode in MODES:
             e = evaluate.run_online(env, ["rlfm"], episodes, seeds, workers=2,
-                                    fixed={"rlfm": {"exploration": mode}})["agents"]["rlfm"]
+                                    fixed={"rlfm": KNOBS[mode]})["agents"]["rlfm"]
             cells.append(f"{e['episodes_to_90'] or 'never'} / {e['auc']:.2f} / {e['regret']:.1f}")
         lines.append(f"| {env} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
