@@ -115,6 +115,12 @@ def _actions_per_state(g: GraphBatch, h_s: torch.Tensor) -> torch.Tensor:
     return g.graph_actions[g.state_graph].to(h_s.dtype).unsqueeze(-1)
 
 
+def blocks_of(config: ModelConfig) -> nn.ModuleList:
+    """The message-passing blocks of a trunk: one, applied `steps` times, when weight-tied."""
+    n_blocks = 1 if config.weight_tying else config.steps
+    return nn.ModuleList(Block(config.width, config.transition_bias) for _ in range(n_blocks))
+
+
 def propagate(blocks: nn.ModuleList, h_sa, h_s, g: GraphBatch, steps: int):
     """`steps` rounds of message passing (the last block repeats when there are fewer)."""
     has_edges = torch.zeros(h_sa.shape[0], dtype=torch.bool, device=h_sa.device)
@@ -141,8 +147,7 @@ class PosteriorSampler(nn.Module):
         self.noise_dim = z
         self.sa_in, self.state_in = mlp(SA_FEATURES, d), mlp(STATE_FEATURES, d)
         self.sa_noise, self.state_noise = nn.Linear(2 * z, d), nn.Linear(2 * z, d)
-        n_blocks = 1 if config.weight_tying else config.steps
-        self.blocks = nn.ModuleList(Block(d, config.transition_bias) for _ in range(n_blocks))
+        self.blocks = blocks_of(config)
         self.steps = config.steps
         self.reward_head = mlp(d, d, 1)
         for layer in (self.sa_noise, self.state_noise, self.reward_head[-1]):
@@ -214,8 +219,7 @@ class RLFM(nn.Module):
         d = config.width
         self.sa_in = mlp(SA_FEATURES, d)
         self.state_in = mlp(STATE_FEATURES, d)
-        n_blocks = 1 if config.weight_tying else config.steps
-        self.blocks = nn.ModuleList(Block(d, config.transition_bias) for _ in range(n_blocks))
+        self.blocks = blocks_of(config)
         self.policy_head = mlp(d, d, 1)
         self.value_head = mlp(d, d, 1)
         self.exploit_head = mlp(d, d, 1) if config.exploit_head else None
@@ -265,7 +269,6 @@ class RLFM(nn.Module):
         graph = self._graph(stats, grid)
         exploit = segment_softmax(self(graph).exploit.double(), graph.sa_state, graph.n_states)
         return exploit.view(len(grid), stats.n_states, stats.n_actions).cpu().numpy()[serves]
-
 
     @torch.no_grad()
     def posterior_actions(self, stats: Statistics, horizon: int,

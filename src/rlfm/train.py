@@ -329,6 +329,10 @@ def train(cfg: RunConfig, out: str | os.PathLike, resume: bool = False, log=prin
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RlfmError("--device cuda: no CUDA device is available")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and tc.posterior_weight > 0:
+        # the sampler runs outside DDP's forward, whose hooks average the gradients
+        raise RlfmError("train.posterior_weight > 0 runs in one process only (not under "
+                        "torchrun)")
     rank = 0
     if distributed:
         if device.type == "cuda":
