@@ -257,18 +257,28 @@ class RLFM(nn.Module):
                 out.exploit.view(shape).double().cpu().numpy())
 
     @torch.no_grad()
-    def exploitation_policy(self, stats: Statistics, horizon: int) -> np.ndarray:
+    def exploitation_policy(self, stats: Statistics, horizon: int,
+                            whole: np.ndarray | None = None) -> np.ndarray:
         """The time-dependent exploitation policy (H, S, A) for a task of `horizon` steps: at
         step h, softmax of the exploitation logits the network gives for a task of the steps
         left (rounded up to `horizon_grid`), all in one batched pass. The head is trained as a
         stationary policy for a whole task; asking it again for the steps left is what lets the
-        policy change as the end of the episode nears."""
+        policy change as the end of the episode nears. `whole`: the exploitation logits (S, A)
+        for the whole task where they are at hand (`logits` gives them): the network is then
+        asked only for the shorter tasks, whose in-context plans are also shorter."""
         if self.exploit_head is None:
             raise ValueError("this checkpoint has no exploitation head")
         grid, serves = horizon_grid(horizon)
-        graph = self._graph(stats, grid)
-        exploit = segment_softmax(self(graph).exploit.double(), graph.sa_state, graph.n_states)
-        return exploit.view(len(grid), stats.n_states, stats.n_actions).cpu().numpy()[serves]
+        asked = grid if whole is None else grid[:-1]
+        logits = []
+        if asked:
+            graph = self._graph(stats, asked)
+            logits.append(self(graph).exploit.double().view(len(asked), -1))
+        if whole is not None:
+            logits.append(torch.as_tensor(whole, dtype=torch.float64).view(1, -1).to(
+                self.sa_in[0].weight.device))
+        exploit = torch.cat(logits).view(len(grid), stats.n_states, stats.n_actions)
+        return torch.softmax(exploit, -1).cpu().numpy()[serves]
 
     @torch.no_grad()
     def posterior_actions(self, stats: Statistics, horizon: int,

@@ -115,7 +115,7 @@ class RLFMAgent(ModelBasedAgent):
 
     def plan(self) -> None:
         with _one_thread():
-            self.logits = self.network.logits(self.stats, self.horizon)[0]
+            self.logits, self.exploit_logits = self.network.logits(self.stats, self.horizon)
         self.mode = self.exploration
         if self.mode == "mixed":
             self.mode = "posterior" if self.rng.random() < POSTERIOR_SHARE else "sample"
@@ -145,5 +145,6 @@ class RLFMAgent(ModelBasedAgent):
                 self._exploit = greedy(self.logits, self.tie_rng)
             else:   # computed when asked for (an agent that only acts never pays for it)
                 with _one_thread():
-                    self._exploit = self.network.exploitation_policy(self.stats, self.horizon)
+                    self._exploit = self.network.exploitation_policy(
+                        self.stats, self.horizon, whole=self.exploit_logits)
         return self._exploit
