@@ -351,6 +351,34 @@ def test_terminal_states_pass_no_gradient_with_value_bounds():
         assert torch.equal(solve(R.detach()).q, plan.q.detach())
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_kernel_gives_the_same_numbers_with_and_without_gradients(seed):
+    """Without gradients the kernel updates its step in place and rewrites one tensor of
+    bounds; with them, every step keeps its own tensors: the numbers must be identical."""
+    from rlfm.planning import backward_induction as kernel
+
+    gen = torch.Generator().manual_seed(seed)
+    sizes, A, K = [3, 5, 2, 4], 3, 2
+    state_mdp = torch.repeat_interleave(torch.arange(4), torch.tensor(sizes))
+    first = torch.tensor([0, 3, 8, 10])[state_mdp]
+    span = torch.tensor(sizes)[state_mdp]
+    successors = first[:, None, None] + (torch.rand(14, A, K, generator=gen) * span[:, None, None]).long()
+    probs = torch.rand(14, A, K, generator=gen, dtype=torch.float64)
+    probs = probs / probs.sum(-1, keepdim=True)
+    R = torch.randn(14, A, generator=gen, dtype=torch.float64)
+    bonus = torch.rand(14, A, generator=gen, dtype=torch.float64).masked_fill(
+        torch.rand(14, A, generator=gen) < 0.2, torch.inf)
+    kwargs = dict(gamma=torch.tensor([1.0, 0.9, 0.5, 1.0], dtype=torch.float64), bonus=bonus,
+                  bounds=(torch.full((4,), -2.0, dtype=torch.float64),
+                          torch.full((4,), 1.5, dtype=torch.float64)),
+                  terminal=torch.rand(14, generator=gen) < 0.2)
+    horizon = torch.tensor([7, 3, 9, 1])
+    with torch.no_grad():
+        fast = kernel(successors, probs, R, state_mdp, horizon, **kwargs)
+    slow = kernel(successors, probs, R.clone().requires_grad_(True), state_mdp, horizon, **kwargs)
+    assert torch.equal(fast.q, slow.q.detach()) and torch.equal(fast.v, slow.v.detach())
+
+
 def test_a_world_batch_splits_into_steps_of_whole_graphs():
     from rlfm.features import GraphBatch
 

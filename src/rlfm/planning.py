@@ -86,8 +86,8 @@ def expectation(successors: torch.Tensor, probs: torch.Tensor):
 
     def expect(v: torch.Tensor, n: int) -> torch.Tensor:
         m = n * A
-        gathered = v.expand(K, v.shape[0]).gather(1, index[:, :m])
-        return (weights[:, :m] * gathered).sum(0).view(n, A)
+        slots, w = (index, weights) if m == N * A else (index[:, :m], weights[:, :m])
+        return v.expand(K, v.shape[0]).gather(1, slots).mul_(w).sum(0).view(n, A)
     return expect
 
 
@@ -151,12 +151,18 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
     if gamma is not None:
         gamma = None if bool((gamma == 1).all()) else per_state(gamma)
     dead = None if terminal is None or not bool(terminal.any()) else terminal.view(N, 1)
+    differentiable = torch.is_grad_enabled() and any(
+        x is not None and x.requires_grad for x in (R, bonus, policy))
+    step_bounds = None
     if bounds is not None:
         bounds = torch.stack([per_state(bounds[0]), per_state(bounds[1])])   # (2, N, 1)
-        differentiable = torch.is_grad_enabled() and any(
-            x is not None and x.requires_grad for x in (R, bonus, policy))
-        if dead is not None and not differentiable:
-            bounds, dead = bounds.masked_fill(dead, 0.0), None
+        if not differentiable:
+            if dead is not None:
+                bounds, dead = bounds.masked_fill(dead, 0.0), None
+            # t * bounds, rewritten in place at each step (a gradient would need them all),
+            # t a tensor (a Python number would be wrapped into a new one at every step)
+            step_bounds = torch.empty_like(bounds)
+            step_count = torch.arange(H + 1, dtype=bounds.dtype, device=device)
     rows = torch.arange(N, device=device)
     v = R.new_zeros(N)
     finished = []                  # Q_0 of the states whose MDP's horizon is t, t = 1, 2, ...
@@ -164,9 +170,15 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
     for t in range(1, H + 1):
         n = active[t]
         cut = (lambda x: x) if n == N else (lambda x, n=n: None if x is None else x[:n])
-        expected = expect(v, n)
-        q = cut(base) + (expected if gamma is None else cut(gamma) * expected)
-        if bounds is not None:
+        q = expect(v, n)     # a new tensor: updated in place from here on
+        if gamma is not None:
+            q = q.mul_(cut(gamma))
+        q = q.add_(cut(base))
+        if step_bounds is not None:
+            limits = torch.mul(bounds, step_count[t], out=step_bounds)
+            q = q.clamp_(limits[0] if n == N else limits[0, :n],
+                         limits[1] if n == N else limits[1, :n])
+        elif bounds is not None:
             limits = t * (bounds if n == N else bounds[:, :n])
             q = torch.clamp(q, limits[0], limits[1])
         if dead is not None:
