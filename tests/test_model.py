@@ -147,6 +147,25 @@ def test_posterior_actions_are_a_plan_drawn_by_the_seed():
         RLFM(ModelConfig(width=16, steps=2)).posterior_actions(stats, 20)
 
 
+def test_several_draws_make_the_pairwise_maximum_of_single_draws():
+    """`samples` draws run as one pass over copies of the graph: the hypothesis is the
+    pairwise maximum of the rewards of the same draws made one at a time."""
+    torch.manual_seed(0)
+    model = RLFM(ModelConfig(width=16, steps=2, noise_dim=2))
+    for p in model.sampler.reward_head[-1].parameters():
+        torch.nn.init.normal_(p)
+    _, stats = frozen_lake_stats()
+    g = model._graph(stats, 20)
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        deltas = torch.stack([model.sampler(g, model.sampler.draw_noise(g, gen))
+                              for _ in range(3)])
+    tie = torch.rand(g.n_states, 4, generator=gen).to(deltas)
+    alone = sample_plan(g, deltas.amax(0), greedy_actions=True, tie_noise=tie).actions.T.numpy()
+    batched = model.posterior_actions(stats, 20, torch.Generator().manual_seed(4), samples=3)
+    np.testing.assert_array_equal(batched, alone)
+
+
 def test_segment_softmax():
     logits = torch.tensor([0.0, np.log(3.0), 5.0], dtype=torch.float32)
     out = segment_softmax(logits, torch.tensor([0, 0, 2]), 3)

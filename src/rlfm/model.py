@@ -290,8 +290,11 @@ class RLFM(nn.Module):
         if self.sampler is None:
             raise ValueError("this checkpoint has no posterior sampler")
         g = self._graph(stats, horizon)
-        delta = torch.stack([self.sampler(g, self.sampler.draw_noise(g, generator))
-                             for _ in range(samples)]).amax(0)
+        # the draws in one pass over `samples` copies of the graph (noise drawn copy by copy)
+        noise = [self.sampler.draw_noise(g, generator) for _ in range(samples)]
+        copies = GraphBatch.concatenate([g] * samples)
+        delta = self.sampler(copies, tuple(torch.cat(parts) for parts in zip(*noise, strict=True)))
+        delta = delta.view(samples, -1).amax(0)
         tie = torch.rand(g.n_states, int(g.graph_actions.max()), generator=generator,
                          device=None if generator is None else generator.device).to(delta)
         return sample_plan(g, delta, greedy_actions=True, tie_noise=tie).actions.T.cpu().numpy()
