@@ -1,9 +1,11 @@
 """Speed of the shipped model on ONE CPU core: checkpoint load time, and the time to get a
 policy from a statistic (featurisation + network), for FrozenLake 8x8, Taxi and a 2,000-state
-grid; and the time of what the agent computes after each episode, the acting policy with the
-time-dependent exploitation policy (`RLFM.logits` and `RLFM.exploitation_policy`, one batched pass
-over five horizons). Targets
-(docs/protocol.md): <= 5 ms for FrozenLake 8x8, <= 50 ms for Taxi.
+grid; the time of what the agent computes after each episode, the acting policy with the
+time-dependent exploitation policy (`RLFM.logits`, then `RLFM.exploitation_policy` given the
+whole task's logits: one batched pass over the four shorter horizons); and the time of one
+hypothesis of the posterior sampler with its plan (`RLFM.posterior_actions`, 8 draws,
+checkpoint rlfm-v3-posterior), what the agent computes per episode in the posterior mode.
+Targets (docs/protocol.md): <= 5 ms for FrozenLake 8x8, <= 50 ms for Taxi.
 
     python benchmarks/model_speed.py [--checkpoint FILE]
 """
@@ -35,6 +37,7 @@ def main(checkpoint) -> str:
     start = time.perf_counter()
     model = load_model(path)
     load_s = time.perf_counter() - start
+    posterior = load_model(pretrained_path("rlfm-v3-posterior"))
     cases = []
     for name, env_id in (("FrozenLake 8x8", "FrozenLake8x8-v1"), ("Taxi", "Taxi-v3")):
         env = rlfm.envs.make(env_id)
@@ -48,8 +51,8 @@ def main(checkpoint) -> str:
              f"{load_s * 1e3:.0f} ms. Statistic: 100 episodes of uniform-random data. Best of "
              "5 calls.", "",
              "| MDP | S | A | H | observed (s,a,s') | featurise | network | policy total | target "
-             "| acting + time-dependent exploitation |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| acting + time-dependent exploitation | posterior hypothesis and plan (8 draws) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     targets = {"FrozenLake 8x8": "≤ 5 ms", "Taxi": "≤ 50 ms"}
     for name, mdp, env in cases:
         stats = collect_dataset(env, mdp, "uniform", 100, seed=0)
@@ -58,13 +61,15 @@ def main(checkpoint) -> str:
         with torch.inference_mode():
             network = best_time(lambda g=graph: model(g))
         total = best_time(lambda s=stats, h=mdp.horizon: model.policy(s, h))
-        both = best_time(lambda s=stats, h=mdp.horizon: (model.logits(s, h),
-                                                          model.exploitation_policy(s, h))) \
-            if model.exploit_head is not None else None
+        both = best_time(lambda s=stats, h=mdp.horizon: model.exploitation_policy(
+            s, h, whole=model.logits(s, h)[1])) if model.exploit_head is not None else None
+        hypothesis = best_time(lambda s=stats, h=mdp.horizon: posterior.posterior_actions(
+            s, h, torch.Generator().manual_seed(0), samples=8))
         lines.append(f"| {name} | {mdp.n_states} | {mdp.n_actions} | {mdp.horizon} | "
                      f"{stats.n_distinct_transitions:,} | {featurise * 1e3:.1f} ms | "
                      f"{network * 1e3:.1f} ms | {total * 1e3:.1f} ms | {targets.get(name, '—')} | "
-                     + (f"{both * 1e3:.1f} ms |" if both is not None else "— |"))
+                     + (f"{both * 1e3:.1f} ms |" if both is not None else "— |")
+                     + f" {hypothesis * 1e3:.1f} ms |")
     return "\n".join(lines)
 
 
