@@ -1,9 +1,12 @@
-"""Posterior sampling with a learned prior, online on the whole public suite: the rlfm agent
-with the checkpoint rlfm-v3-posterior (rlfm-v3 plus its posterior sampler) acting by
-exploration="posterior" (the plan of one hypothesis per episode) and "mixed" (that on half of
-the episodes, per-step sampling on the others), under the suite's protocol (10 seeds, the
-suite's episode budgets), beside the suite's rows for rlfm's default (per-step sampling), PSRL
-and tuned UCB-VI (benchmarks/suite/, made by suite.py: run that first).
+"""The rlfm agent's other exploration modes, online on the whole public suite, under the suite's
+protocol (10 seeds, the suite's episode budgets), beside the suite's rows for rlfm's default
+(per-step sampling), PSRL and tuned UCB-VI (benchmarks/suite/, made by suite.py: run that
+first): exploration="persistent" (per-step sampling with a quantile kept from step to step) with
+the default checkpoint, and, with rlfm-v3-posterior (rlfm-v3 plus its posterior sampler),
+"posterior" (the plan of one hypothesis per episode) and "mixed" (that on half of the
+episodes, per-step sampling on the others). Each (MDP, mode) is saved under
+benchmarks/suite/<MDP>/online-<mode>/ when done, and not run again while its knobs and the
+checkpoint's weights are the same.
 
     python benchmarks/posterior_online.py [--seeds 10]
 """
@@ -16,11 +19,16 @@ from pathlib import Path
 
 from rlfm import evaluate
 from rlfm.bench import SUITES, slug
+from rlfm.checkpoint import pretrained_path, read_config
+from rlfm.io import atomic_write_text
 
 from common import machine, write_section
 
 SUITE = Path(__file__).parent / "suite"
-MODES = ("posterior", "mixed")
+KNOBS = {"persistent": {"exploration": "persistent"},
+         "posterior": {"exploration": "posterior", "checkpoint": "rlfm-v3-posterior"},
+         "mixed": {"exploration": "mixed", "checkpoint": "rlfm-v3-posterior"}}
+MODES = tuple(KNOBS)
 COLUMNS = ("rlfm", "psrl", "psrl (tuned)", "ucbvi (tuned)")
 
 
@@ -40,33 +48,50 @@ def meets(entry: dict | None, psrl: dict | None) -> bool:
             and (entry["episodes_to_90"] or never) <= (psrl["episodes_to_90"] or never))
 
 
+def run_mode(env_id: str, episodes: int, seeds: int, mode: str) -> dict:
+    """rlfm's summary on `env_id` in `mode`, from its saved cell when that was made by the same
+    knobs, weights and seeds."""
+    knobs = KNOBS[mode]
+    weights = read_config(pretrained_path(knobs.get("checkpoint")))["weights_sha256"]
+    key = {"knobs": knobs, "weights_sha256": weights, "seeds": seeds, "episodes": episodes}
+    cell = SUITE / slug(env_id) / f"online-{mode}" / "results.json"
+    if cell.exists():
+        saved = json.loads(cell.read_text())
+        if saved.get("key") == key:
+            return saved["rlfm"]
+    entry = evaluate.run_online(env_id, ["rlfm"], episodes, seeds, workers=2,
+                                fixed={"rlfm": knobs})["agents"]["rlfm"]
+    cell.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cell, json.dumps({"key": key, "rlfm": entry}, indent=1))
+    return entry
+
+
 def main(seeds: int) -> str:
-    lines = ["## Posterior sampling online (learned prior)", "",
-             f"`python benchmarks/posterior_online.py` on {machine()}: the rlfm agent with the "
-             "checkpoint `rlfm-v3-posterior`, acting by `exploration=\"posterior\"` (the plan "
-             "of one hypothesis per episode, 8 draws) and `\"mixed\"` (that on a random half "
-             f"of the episodes, per-step sampling on the others), {seeds} seeds, the suite's "
-             "episode budgets E; the other columns are the suite's (rlfm: the default, "
-             "per-step sampling). Episodes to 0.9 / AUC. The last column: which rlfm rows "
-             "reach PSRL's bar (AUC at least PSRL's and episodes to 0.9 no more than PSRL's).",
+    lines = ["## Other exploration modes online (persistent, posterior, mixed)", "",
+             f"`python benchmarks/posterior_online.py` on {machine()}: the rlfm agent acting by "
+             "`exploration=\"persistent\"` (per-step sampling, the quantile kept from step to "
+             "step with probability 0.8; the default checkpoint) and, with the checkpoint "
+             "`rlfm-v3-posterior`, `\"posterior\"` (the plan of one hypothesis per episode, 8 "
+             "draws) and `\"mixed\"` (that on a random half of the episodes, per-step sampling "
+             f"on the others), {seeds} seeds, the suite's episode budgets E; the other columns "
+             "are the suite's (rlfm: the default, per-step sampling). Episodes to 0.9 / AUC. "
+             "The last column: which rlfm rows reach PSRL's bar (AUC at least PSRL's and "
+             "episodes to 0.9 no more than PSRL's).",
              "",
-             "| env | E | rlfm posterior | rlfm mixed | rlfm (default) | psrl | psrl (tuned) | "
-             "ucbvi (tuned) | ≥ PSRL |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| env | E | rlfm persistent | rlfm posterior | rlfm mixed | rlfm (default) | psrl | "
+             "psrl (tuned) | ucbvi (tuned) | ≥ PSRL |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     wins = dict.fromkeys((*MODES, "default"), 0)
     for env_id, episodes in SUITES["public"].items():
-        ours = {mode: evaluate.run_online(
-            env_id, ["rlfm"], episodes, seeds, workers=2,
-            fixed={"rlfm": {"exploration": mode, "checkpoint": "rlfm-v3-posterior"}})[
-                "agents"]["rlfm"] for mode in MODES}
+        ours = {mode: run_mode(env_id, episodes, seeds, mode) for mode in MODES}
         path = SUITE / slug(env_id) / "online" / "results.json"
         suite = json.loads(path.read_text())["agents"] if path.exists() else {}
         ours["default"] = suite.get("rlfm")
         reached = [name for name, entry in ours.items() if meets(entry, suite.get("psrl"))]
         for name in reached:
             wins[name] += 1
-        lines.append(f"| {env_id} | {episodes} | {cell(ours['posterior'])} | "
-                     f"{cell(ours['mixed'])} | "
+        lines.append(f"| {env_id} | {episodes} | "
+                     + " | ".join(cell(ours[mode]) for mode in MODES) + " | "
                      + " | ".join(cell(suite.get(c)) for c in COLUMNS)
                      + f" | {', '.join(reached) or '—'} |")
         print(lines[-1], flush=True)

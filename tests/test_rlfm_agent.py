@@ -32,7 +32,8 @@ def checkpoint(tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.parametrize("exploration", ["gumbel", "sample", "greedy", "posterior", "mixed"])
+@pytest.mark.parametrize("exploration", ["gumbel", "sample", "persistent", "greedy", "posterior",
+                                         "mixed"])
 def test_online_is_deterministic_for_a_seed(checkpoint, exploration):
     env = rlfm.envs.make("rlfm/RiverSwim-v0")
     mdp = rlfm.TabularMDP.from_gymnasium(env)
@@ -53,6 +54,36 @@ def test_gumbel_policy_is_fixed_within_an_episode(checkpoint):
         agent.end_episode()
         draws.add(tuple(agent.act(s, 0) for s in range(6)))
     assert len(draws) > 1  # a new deterministic policy each episode
+
+
+def test_persistent_acting_draws_each_action_from_the_policy_and_keeps_its_quantile(
+        checkpoint):
+    """Each step's action has the law of the acting policy (the quantile is uniform, and maps
+    to the actions ranked by probability); the quantile is redrawn with probability
+    1 - PERSISTENCE at each step, so consecutive steps share it."""
+    from rlfm.agents.rlfm import PERSISTENCE, softmax
+
+    env = rlfm.envs.make("FrozenLake-v1")
+    mdp = rlfm.TabularMDP.from_gymnasium(env)
+    agent = rlfm.agents.make("rlfm", 16, 4, horizon=mdp.horizon, seed=0, checkpoint=checkpoint,
+                             exploration="persistent")
+    agent.fit(collect_dataset(env, mdp, "uniform", 5, seed=0))
+    pi = softmax(agent.logits)
+    grid = (np.arange(2000) + 0.5) / 2000
+    for state in (0, 5, 14):
+        counts = np.zeros(4)
+        for u in grid:
+            agent.quantile = u
+            counts[agent.act(state, 0)] += 1     # step 0: the episode's quantile, kept
+        np.testing.assert_allclose(counts / len(grid), pi[state], atol=1e-3)
+        agent.quantile = 0.0            # the smallest quantile: a favourite action (of tied
+        assert pi[state, agent.act(state, 0)] == pi[state].max()   # ones, a random one)
+    kept = []
+    for step in range(1, 4001):
+        before = agent.quantile
+        agent.act(3, step)
+        kept.append(agent.quantile == before)
+    assert abs(np.mean(kept) - PERSISTENCE) < 0.03
 
 
 def test_posterior_acting_follows_one_plan_per_episode(checkpoint, plain_checkpoint):

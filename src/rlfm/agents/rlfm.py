@@ -5,6 +5,15 @@ acts on them. `exploration`:
   "sample" (default)  a fresh action from π(.|s) at every step: π is trained towards the
                       optimal actions of MDPs consistent with the data, so it spreads its mass
                       where the data leave the best action uncertain;
+  "persistent"        an action from π(.|s) at every step too, but drawn by a quantile u of
+                      π(.|s) (its actions ranked from most to least likely) that is kept from
+                      step to step, redrawn with probability 1 - PERSISTENCE: each step's action
+                      has exactly the law of "sample", but the agent keeps one exploratory
+                      temperament (the favourite actions when u is small, the runners-up when
+                      it is large) for runs of 1 / (1 - PERSISTENCE) steps on average, so a
+                      run of seemingly worse actions (DeepSea's costly moves, a chain's steps
+                      against the current) has about the probability of its first step rather
+                      than the product of all of them;
   "posterior"         posterior sampling with a learned prior (a checkpoint with a posterior
                       sampler, `model.PosteriorSampler`: "rlfm-v3-posterior"): one hypothesis
                       about the MDP per episode, the pairwise upper envelope of the rewards of
@@ -42,8 +51,9 @@ from rlfm.agents._planning import greedy
 from rlfm.agents.base import ModelBasedAgent, register
 from rlfm.errors import RlfmError
 
-EXPLORATION = ("sample", "posterior", "mixed", "gumbel", "greedy")
+EXPLORATION = ("sample", "persistent", "posterior", "mixed", "gumbel", "greedy")
 POSTERIOR_SHARE = 0.5   # of the episodes of "mixed" (chosen on held-out prior MDPs)
+PERSISTENCE = 0.8       # of "persistent": the chance to keep the quantile at each step
 _MODELS: dict = {}  # one loaded network per checkpoint path and process
 
 
@@ -119,7 +129,14 @@ class RLFMAgent(ModelBasedAgent):
         self.mode = self.exploration
         if self.mode == "mixed":
             self.mode = "posterior" if self.rng.random() < POSTERIOR_SHARE else "sample"
-        if self.mode == "gumbel":
+        if self.mode == "persistent":
+            probabilities = softmax(self.logits)
+            # most to least likely; exact ties in random order, so that an unvisited state's
+            # quantile means no particular action label
+            self.ranked = np.lexsort((self.rng.random(self.logits.shape), -self.logits), axis=1)
+            self.ranked_cdf = np.cumsum(np.take_along_axis(probabilities, self.ranked, 1), 1)
+            self.quantile = self.rng.random()
+        elif self.mode == "gumbel":
             self.acting = (self.logits + self.rng.gumbel(size=self.logits.shape)).argmax(axis=1)
         elif self.mode == "greedy":
             self.acting = greedy(self.logits, self.rng)
@@ -135,6 +152,12 @@ class RLFMAgent(ModelBasedAgent):
     def act(self, state: int, step: int) -> int:
         if self.mode == "sample":
             return int(self.rng.choice(self.n_actions, p=softmax(self.logits[state])))
+        if self.mode == "persistent":
+            if step > 0 and self.rng.random() >= PERSISTENCE:
+                self.quantile = self.rng.random()
+            cdf = self.ranked_cdf[state]
+            rank = min(int((cdf <= self.quantile * cdf[-1]).sum()), self.n_actions - 1)
+            return int(self.ranked[state, rank])
         if self.mode == "posterior":
             return int(self.acting[min(step, len(self.acting) - 1), state])
         return int(self.acting[state])
