@@ -20,7 +20,7 @@ from common import machine, write_section
 
 ENVS = ["FrozenLake-v1", "CliffWalking-v1", "rlfm/RiverSwim-v0", "rlfm/NChain-v0",
         "rlfm/FourRooms-v0", "rlfm/DeepSea-v0", "rlfm/Garnet20-v0"]
-MODES = ["greedy", "gumbel", "sample", "posterior", "mixed"]
+MODES = ["greedy", "gumbel", "sample", "persistent", "posterior", "mixed"]
 KNOBS = {mode: {"exploration": mode} for mode in MODES}
 for _mode in ("posterior", "mixed"):
     KNOBS[_mode]["checkpoint"] = "rlfm-v3-posterior"

@@ -25,11 +25,14 @@ acts on them. `exploration`:
                       for the whole episode;
   "greedy"            argmax π(.|s): only whatever optimism the network encodes.
 The default is the mode with the best online AUC on held-out prior MDPs
-(benchmarks/exploration.py, which gives the figures). The posterior modes reach far goals that
-per-step sampling does not (FrozenLake 8x8), but the sampler's hypotheses vary too little, so
-that alone it gets stuck where PSRL does not (RiverSwim, bandits with long episodes), and mixed
-with per-step sampling it scored no better than sampling alone on held-out prior MDPs. Greedy
-acting behaves like certainty-equivalent control and gets stuck (NChain, Garnet20).
+(benchmarks/exploration.py, which gives the figures). Persistent sampling explores deep where
+per-step sampling dithers (DeepSea, FourRooms, SixArms: benchmarks/posterior_online.py) but
+scores below it on held-out prior MDPs, in every family of the prior. The posterior modes
+reach far goals that per-step sampling does not (FrozenLake 8x8), but the sampler's hypotheses
+vary too little, so that alone it gets stuck where PSRL does not (RiverSwim, bandits with long
+episodes), and mixed with per-step sampling it scored no better than sampling alone on held-out
+prior MDPs. Greedy acting behaves like certainty-equivalent control and gets stuck (NChain,
+Garnet20).
 The exploitation policy (`policy()`, and `fit` offline) is, with a checkpoint that has an
 exploitation head, that head's stochastic policy softmax(exploit logits), the policy whose
 return it was trained to maximise (where the data say nothing, it stays spread, as uniform
