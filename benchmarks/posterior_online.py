@@ -6,7 +6,7 @@ the default checkpoint, and, with rlfm-v3-posterior (rlfm-v3 plus its posterior 
 "posterior" (the plan of one hypothesis per episode) and "mixed" (that on half of the
 episodes, per-step sampling on the others). Each (MDP, mode) is saved under
 benchmarks/suite/<MDP>/online-<mode>/ when done, and not run again while its knobs and the
-checkpoint's weights are the same.
+checkpoint's weights, the package version and the agent's constants are the same.
 
     python benchmarks/posterior_online.py [--seeds 10]
 """
@@ -17,7 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
+import rlfm
 from rlfm import evaluate
+from rlfm.agents import rlfm as agent
 from rlfm.bench import SUITES, slug
 from rlfm.checkpoint import pretrained_path, read_config
 from rlfm.io import atomic_write_text
@@ -50,10 +52,12 @@ def meets(entry: dict | None, psrl: dict | None) -> bool:
 
 def run_mode(env_id: str, episodes: int, seeds: int, mode: str) -> dict:
     """rlfm's summary on `env_id` in `mode`, from its saved cell when that was made by the same
-    knobs, weights and seeds."""
+    knobs, weights, seeds, package version and the agent's constants."""
     knobs = KNOBS[mode]
     weights = read_config(pretrained_path(knobs.get("checkpoint")))["weights_sha256"]
-    key = {"knobs": knobs, "weights_sha256": weights, "seeds": seeds, "episodes": episodes}
+    key = {"knobs": knobs, "weights_sha256": weights, "seeds": seeds, "episodes": episodes,
+           "rlfm": rlfm.__version__, "persistence": agent.PERSISTENCE,
+           "posterior_share": agent.POSTERIOR_SHARE}
     cell = SUITE / slug(env_id) / f"online-{mode}" / "results.json"
     if cell.exists():
         saved = json.loads(cell.read_text())

@@ -11,7 +11,7 @@ import torch
 import rlfm
 from rlfm import RlfmError
 from rlfm.checkpoint import save_model
-from rlfm.evaluate import collect_dataset, online_run
+from rlfm.evaluate import collect_dataset, collect_episodes, online_run
 from rlfm.model import RLFM, ModelConfig, horizon_grid
 
 
@@ -132,6 +132,21 @@ def test_offline_fit_returns_the_exploitation_heads_policy(checkpoint):
                                   probabilities)
     chosen = agent.predict(3)
     assert probabilities[0, 3, chosen] == probabilities[0, 3].max()
+
+
+def test_exploitation_policy_follows_data_observed_since_the_last_plan(checkpoint):
+    """The agent reuses the whole task's logits that acting computed only while the statistic
+    is the one they came from."""
+    env = rlfm.envs.make("FrozenLake-v1")
+    mdp = rlfm.TabularMDP.from_gymnasium(env)
+    agent = rlfm.agents.make("rlfm", 16, 4, horizon=mdp.horizon, checkpoint=checkpoint)
+    np.testing.assert_array_equal(agent.policy(),
+                                  agent.network.exploitation_policy(agent.stats, mdp.horizon))
+    agent = rlfm.agents.make("rlfm", 16, 4, horizon=mdp.horizon, checkpoint=checkpoint)
+    for state, action, reward, next_state, done in collect_episodes(env, mdp, "expert", 3, 0)[0]:
+        agent.observe(state, action, reward, next_state, done)      # no plan since
+    np.testing.assert_array_equal(agent.policy(),
+                                  agent.network.exploitation_policy(agent.stats, mdp.horizon))
 
 
 @pytest.mark.parametrize("horizon", [1, 2, 3, 7, 16, 100, 250])

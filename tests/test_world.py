@@ -377,6 +377,14 @@ def test_kernel_gives_the_same_numbers_with_and_without_gradients(seed):
         fast = kernel(successors, probs, R, state_mdp, horizon, **kwargs)
     slow = kernel(successors, probs, R.clone().requires_grad_(True), state_mdp, horizon, **kwargs)
     assert torch.equal(fast.q, slow.q.detach()) and torch.equal(fast.v, slow.v.detach())
+    for name in ("probs", "gamma"):   # a gradient through any input takes the second path
+        wanted = probs.clone().requires_grad_(True) if name == "probs" else \
+            kwargs["gamma"].clone().requires_grad_(True)
+        args = {**kwargs, "gamma": wanted} if name == "gamma" else kwargs
+        plan = kernel(successors, wanted if name == "probs" else probs, R, state_mdp, horizon,
+                      **args)
+        plan.v.sum().backward()
+        assert torch.equal(plan.v.detach(), fast.v) and wanted.grad is not None
 
 
 def test_a_world_batch_splits_into_steps_of_whole_graphs():

@@ -277,8 +277,10 @@ class RLFM(nn.Module):
         if whole is not None:
             logits.append(torch.as_tensor(whole, dtype=torch.float64).view(1, -1).to(
                 self.sa_in[0].weight.device))
-        exploit = torch.cat(logits).view(len(grid), stats.n_states, stats.n_actions)
-        return torch.softmax(exploit, -1).cpu().numpy()[serves]
+        exploit = torch.cat(logits).view(-1)
+        state = torch.arange(exploit.shape[0], device=exploit.device) // stats.n_actions
+        exploit = segment_softmax(exploit, state, len(grid) * stats.n_states)
+        return exploit.view(len(grid), stats.n_states, stats.n_actions).cpu().numpy()[serves]
 
     @torch.no_grad()
     def posterior_actions(self, stats: Statistics, horizon: int,

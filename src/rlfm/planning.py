@@ -151,8 +151,10 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
     if gamma is not None:
         gamma = None if bool((gamma == 1).all()) else per_state(gamma)
     dead = None if terminal is None or not bool(terminal.any()) else terminal.view(N, 1)
+    inputs = (R, bonus, policy, gamma, probs, edges.prob if edges is not None else None,
+              *(bounds if bounds is not None else ()))
     differentiable = torch.is_grad_enabled() and any(
-        x is not None and x.requires_grad for x in (R, bonus, policy))
+        isinstance(x, torch.Tensor) and x.requires_grad for x in inputs)
     step_bounds = None
     if bounds is not None:
         bounds = torch.stack([per_state(bounds[0]), per_state(bounds[1])])   # (2, N, 1)

@@ -7,13 +7,13 @@ acts on them. `exploration`:
                       where the data leave the best action uncertain;
   "persistent"        an action from π(.|s) at every step too, but drawn by a quantile u of
                       π(.|s) (its actions ranked from most to least likely) that is kept from
-                      step to step, redrawn with probability 1 - PERSISTENCE: each step's action
-                      has exactly the law of "sample", but the agent keeps one exploratory
-                      temperament (the favourite actions when u is small, the runners-up when
-                      it is large) for runs of 1 / (1 - PERSISTENCE) steps on average, so a
-                      run of seemingly worse actions (DeepSea's costly moves, a chain's steps
-                      against the current) has about the probability of its first step rather
-                      than the product of all of them;
+                      step to step, redrawn with probability 1 - PERSISTENCE: each action,
+                      taken on its own, has the law of "sample" (u is uniform at every step),
+                      but the agent keeps one exploratory temperament (the favourite actions
+                      when u is small, the runners-up when it is large) for runs of
+                      1 / (1 - PERSISTENCE) steps on average, so a run of k seemingly worse
+                      actions of probability p each (DeepSea's costly moves, a chain's steps
+                      against the current) has a chance near p * PERSISTENCE^(k-1), not p^k;
   "posterior"         posterior sampling with a learned prior (a checkpoint with a posterior
                       sampler, `model.PosteriorSampler`: "rlfm-v3-posterior"): one hypothesis
                       about the MDP per episode, the pairwise upper envelope of the rewards of
@@ -129,6 +129,7 @@ class RLFMAgent(ModelBasedAgent):
     def plan(self) -> None:
         with _one_thread():
             self.logits, self.exploit_logits = self.network.logits(self.stats, self.horizon)
+        self.planned_on = self.stats.n_transitions
         self.mode = self.exploration
         if self.mode == "mixed":
             self.mode = "posterior" if self.rng.random() < POSTERIOR_SHARE else "sample"
@@ -171,6 +172,7 @@ class RLFMAgent(ModelBasedAgent):
                 self._exploit = greedy(self.logits, self.tie_rng)
             else:   # computed when asked for (an agent that only acts never pays for it)
                 with _one_thread():
+                    current = self.stats.n_transitions == self.planned_on
                     self._exploit = self.network.exploitation_policy(
-                        self.stats, self.horizon, whole=self.exploit_logits)
+                        self.stats, self.horizon, whole=self.exploit_logits if current else None)
         return self._exploit
