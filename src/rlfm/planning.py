@@ -176,13 +176,11 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
         if gamma is not None:
             q = q.mul_(cut(gamma))
         q = q.add_(cut(base))
-        if step_bounds is not None:
-            limits = torch.mul(bounds, step_count[t], out=step_bounds)
-            q = q.clamp_(limits[0] if n == N else limits[0, :n],
-                         limits[1] if n == N else limits[1, :n])
-        elif bounds is not None:
-            limits = t * (bounds if n == N else bounds[:, :n])
-            q = torch.clamp(q, limits[0], limits[1])
+        if bounds is not None:
+            limits = t * bounds if step_bounds is None else \
+                torch.mul(bounds, step_count[t], out=step_bounds)
+            lo, hi = (limits[0], limits[1]) if n == N else (limits[0, :n], limits[1, :n])
+            q = torch.clamp(q, lo, hi) if step_bounds is None else q.clamp_(lo, hi)
         if dead is not None:
             q = q.masked_fill(cut(dead), 0.0)
         if policy is None:

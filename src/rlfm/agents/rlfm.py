@@ -129,7 +129,6 @@ class RLFMAgent(ModelBasedAgent):
     def plan(self) -> None:
         with _one_thread():
             self.logits, self.exploit_logits = self.network.logits(self.stats, self.horizon)
-        self.planned_on = self.stats.n_transitions
         self.mode = self.exploration
         if self.mode == "mixed":
             self.mode = "posterior" if self.rng.random() < POSTERIOR_SHARE else "sample"
@@ -166,13 +165,16 @@ class RLFMAgent(ModelBasedAgent):
             return int(self.acting[min(step, len(self.acting) - 1), state])
         return int(self.acting[state])
 
+    def observe(self, state, action, reward, next_state, terminated) -> None:
+        super().observe(state, action, reward, next_state, terminated)
+        self.exploit_logits = None   # no longer those of the statistic
+
     def exploit(self) -> np.ndarray:
         if self._exploit is None:
             if self.network.exploit_head is None:
                 self._exploit = greedy(self.logits, self.tie_rng)
             else:   # computed when asked for (an agent that only acts never pays for it)
                 with _one_thread():
-                    current = self.stats.n_transitions == self.planned_on
                     self._exploit = self.network.exploitation_policy(
-                        self.stats, self.horizon, whole=self.exploit_logits if current else None)
+                        self.stats, self.horizon, whole=self.exploit_logits)
         return self._exploit
