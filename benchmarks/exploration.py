@@ -28,14 +28,20 @@ PRIOR_SEED = 2_000_003  # a stream used neither for training nor for validation
 PRIOR_MDPS = 200  # 40 once ranked a mode first that 200 fresh ones ranked second
 
 
-def _prior_run(args) -> float:
-    mode, episodes, i = args
+def prior_run(knobs: dict, episodes: int, i: int) -> tuple[np.ndarray, str]:
+    """The rlfm agent's online scores (clipped to [-1, 1]) on held-out prior MDP i, seed i,
+    and the MDP's prior family."""
     torch.set_num_threads(1)
     mdp = sample_mdp(np.random.default_rng(np.random.SeedSequence(PRIOR_SEED, spawn_key=(i,))))
-    agent = agents.make("rlfm", mdp.n_states, mdp.n_actions, mdp.horizon, seed=i, **KNOBS[mode])
+    agent = agents.make("rlfm", mdp.n_states, mdp.n_actions, mdp.horizon, seed=i, **knobs)
     run = evaluate.online_run(TabularEnv(mdp), mdp, agent, episodes, seed=i,
                               reference=ScoreReference.of(mdp))
-    return float(np.clip(run.scores, -1.0, 1.0).mean())
+    return np.clip(run.scores, -1.0, 1.0), mdp.info["family"]
+
+
+def _prior_run(args) -> float:
+    mode, episodes, i = args
+    return float(prior_run(KNOBS[mode], episodes, i)[0].mean())
 
 
 def prior_aucs(mode: str, episodes: int) -> np.ndarray:

@@ -31,6 +31,7 @@ KNOBS = {"persistent": {"exploration": "persistent"},
          "posterior": {"exploration": "posterior", "checkpoint": "rlfm-v3-posterior"},
          "mixed": {"exploration": "mixed", "checkpoint": "rlfm-v3-posterior"}}
 MODES = tuple(KNOBS)
+CONSTANTS = {"persistent": ("PERSISTENCE",), "posterior": (), "mixed": ("POSTERIOR_SHARE",)}
 COLUMNS = ("rlfm", "psrl", "psrl (tuned)", "ucbvi (tuned)")
 
 
@@ -52,12 +53,12 @@ def meets(entry: dict | None, psrl: dict | None) -> bool:
 
 def run_mode(env_id: str, episodes: int, seeds: int, mode: str) -> dict:
     """rlfm's summary on `env_id` in `mode`, from its saved cell when that was made by the same
-    knobs, weights, seeds, package version and the agent's constants."""
+    knobs, weights, seeds, package version and the agent's constants that the mode uses."""
     knobs = KNOBS[mode]
     weights = read_config(pretrained_path(knobs.get("checkpoint")))["weights_sha256"]
     key = {"knobs": knobs, "weights_sha256": weights, "seeds": seeds, "episodes": episodes,
-           "rlfm": rlfm.__version__, "persistence": agent.PERSISTENCE,
-           "posterior_share": agent.POSTERIOR_SHARE}
+           "rlfm": rlfm.__version__,
+           **{name.lower(): getattr(agent, name) for name in CONSTANTS[mode]}}
     cell = SUITE / slug(env_id) / f"online-{mode}" / "results.json"
     if cell.exists():
         saved = json.loads(cell.read_text())

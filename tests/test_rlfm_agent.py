@@ -60,7 +60,7 @@ def test_persistent_acting_draws_each_action_from_the_policy_and_keeps_its_quant
         checkpoint):
     """Each step's action has the law of the acting policy (the quantile is uniform, and maps
     to the actions ranked by probability); the quantile is redrawn with probability
-    1 - PERSISTENCE at each step, so consecutive steps share it."""
+    1 - persistence at each step, so consecutive steps share it."""
     from rlfm.agents.rlfm import PERSISTENCE, softmax
 
     env = rlfm.envs.make("FrozenLake-v1")
@@ -78,12 +78,17 @@ def test_persistent_acting_draws_each_action_from_the_policy_and_keeps_its_quant
         np.testing.assert_allclose(counts / len(grid), pi[state], atol=1e-3)
         agent.quantile = 0.0            # the smallest quantile: a favourite action (of tied
         assert pi[state, agent.act(state, 0)] == pi[state].max()   # ones, a random one)
-    kept = []
-    for step in range(1, 4001):
-        before = agent.quantile
-        agent.act(3, step)
-        kept.append(agent.quantile == before)
-    assert abs(np.mean(kept) - PERSISTENCE) < 0.03
+    for persistence in (PERSISTENCE, 0.3):
+        agent.persistence = persistence
+        kept = []
+        for step in range(1, 4001):
+            before = agent.quantile
+            agent.act(3, step)
+            kept.append(agent.quantile == before)
+        assert abs(np.mean(kept) - persistence) < 0.03
+    for bad in (-0.1, 1.5, "high", True):
+        with pytest.raises(RlfmError, match="persistence"):
+            rlfm.agents.make("rlfm", 16, 4, horizon=5, checkpoint=checkpoint, persistence=bad)
 
 
 def test_posterior_acting_follows_one_plan_per_episode(checkpoint, plain_checkpoint):
@@ -221,3 +226,32 @@ def test_results_identical_for_a_seed_for_every_agent(checkpoint):
     first = run_offline("rlfm/NChain-v0", offline, "medium", [2], 2, fixed=fixed)
     assert first == run_offline("rlfm/NChain-v0", offline, "medium", [2], 2, workers=2,
                                 fixed=fixed)
+
+
+def test_batch_policies_are_the_agents_policies(checkpoint):
+    """The batched world's learner (`RLFM.batch_policies`) gives, for every statistic of a
+    packed batch, the acting and time-dependent exploitation policies of the per-MDP agent."""
+    from rlfm.agents.rlfm import load_network, softmax
+    from rlfm.world import StatsBatch
+
+    network = load_network(checkpoint)
+    cases = []
+    for env_id, behaviour, episodes in (("FrozenLake-v1", "uniform", 5),
+                                        ("rlfm/DeepSea-v0", "expert", 2),
+                                        ("CliffWalking-v1", "medium", 1)):
+        env = rlfm.envs.make(env_id)
+        mdp = rlfm.TabularMDP.from_gymnasium(env)
+        cases.append((mdp, collect_dataset(env, mdp, behaviour, episodes, seed=0)))
+    stats = StatsBatch.from_statistics([st for _, st in cases])
+    acting, exploit = network.batch_policies(stats, torch.tensor([m.horizon for m, _ in cases]))
+    lo = 0
+    for mdp, st in cases:
+        rows = slice(lo, lo + mdp.n_states)
+        logits, _ = network.logits(st, mdp.horizon)
+        np.testing.assert_allclose(acting[rows, :mdp.n_actions].numpy(), softmax(logits),
+                                   atol=1e-5)
+        policy = exploit[rows, :mdp.horizon, :mdp.n_actions].numpy().transpose(1, 0, 2)
+        np.testing.assert_allclose(policy, network.exploitation_policy(st, mdp.horizon),
+                                   atol=1e-5)
+        assert not exploit[rows, mdp.horizon:].any()
+        lo += mdp.n_states

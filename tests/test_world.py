@@ -7,6 +7,7 @@ import torch
 
 from rlfm import envs
 from rlfm.mdp import (
+    ScoreReference,
     backward_induction,
     evaluate_policy,
     policy_values,
@@ -18,6 +19,7 @@ from rlfm.world import (
     MDPBatch,
     Observations,
     StatsBatch,
+    online,
     optimistic_problem,
     posterior_problem,
     run_learners,
@@ -191,6 +193,19 @@ def test_episodes_respect_horizon_and_terminal_states(mixed):
         # an episode that never terminates lasts exactly H steps
         if not mdp.terminal.any():
             assert n == 5 * mdp.horizon
+
+
+def test_a_compact_statistic_is_laid_out_as_the_packed_statistics(mixed):
+    """Slots of the observed next states only, as packing the per-MDP statistics gives."""
+    mdps, world = mixed
+    stats = StatsBatch.empty(world)
+    simulate(world, stats, torch.full((world.batch_size,), 3), Actor(),
+             torch.Generator().manual_seed(4))
+    compact = stats.compact()
+    packed = StatsBatch.from_statistics([stats.to_statistics(b) for b in range(len(mdps))])
+    assert compact.counts.shape[2] < stats.counts.shape[2]
+    for name in ("successors", "counts", "slots", "visits", "reward_sum", "terminations"):
+        torch.testing.assert_close(getattr(compact, name), getattr(packed, name), rtol=0, atol=0)
 
 
 def test_empirical_next_state_frequencies_converge():
@@ -518,3 +533,35 @@ def test_mixed_offline_contexts_pool_two_epsilon_greedy_behaviours(mixed):
         assert set(kinds) == {"mixed"} and (episodes >= 1).all()
         visited = stats.visits > 0
         assert visited.any() and bool((visited & ~optimal).any()) != only_optimal
+
+
+def test_online_scores_what_the_learner_reports_after_every_episode(mixed):
+    """One episode of every MDP per round under the learner's acting probabilities; after
+    each, the exact return of the policy it reports from the statistic so far."""
+    mdps, world = mixed
+    seen, reports = [], []
+
+    def learner(stats):
+        visits = stats.visits.clone()
+        seen.append(visits)
+        # a report that depends on the data: the least tried action of each state
+        least = visits.masked_fill(~world.action_mask, torch.inf).argmin(-1)
+        report = torch.nn.functional.one_hot(least, world.R.shape[1]).double()
+        reports.append(report)
+        return world.uniform_policy(), report
+
+    returns = online(world, 3, learner, torch.Generator().manual_seed(0))
+    assert returns.shape == (world.batch_size, 3) and len(seen) == 4
+    assert float(seen[0].sum()) == 0
+    for b, mdp in enumerate(mdps):
+        rows = part(world, b)
+        for k in range(3):
+            steps = float(seen[k + 1][rows].sum() - seen[k][rows].sum())
+            assert 1 <= steps <= mdp.horizon       # one episode more per round
+            pi = reports[k + 1][rows, :mdp.n_actions].numpy()
+            assert returns[b, k].item() == pytest.approx(evaluate_policy(mdp, pi), abs=1e-9)
+    scores = world.normalise(returns)
+    for b, mdp in enumerate(mdps):
+        ref = ScoreReference.of(mdp)
+        np.testing.assert_allclose(scores[b].numpy(),
+                                   [ref.normalise(float(j)) for j in returns[b]], atol=1e-9)

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlfm.features import EDGE_FEATURES, SA_FEATURES, STATE_FEATURES, GraphBatch, encode_statistics
+from rlfm.features import EDGE_FEATURES, SA_FEATURES, STATE_FEATURES, GraphBatch, encode, encode_statistics
 from rlfm.planning import Edges, backward_induction
 from rlfm.stats import Statistics
-from rlfm.world import segment_max, segment_sum
+from rlfm.world import StatsBatch, segment_max, segment_sum
 
 
 @dataclass
@@ -281,6 +281,42 @@ class RLFM(nn.Module):
         state = torch.arange(exploit.shape[0], device=exploit.device) // stats.n_actions
         exploit = segment_softmax(exploit, state, len(grid) * stats.n_states)
         return exploit.view(len(grid), stats.n_states, stats.n_actions).cpu().numpy()[serves]
+
+    @torch.no_grad()
+    def batch_policies(self, stats: StatsBatch,
+                       horizon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the rlfm agent (per-step sampling) computes from a statistic, for a packed batch
+        of them at once: the acting policy π (N, A) and the time-dependent exploitation policy
+        (N, Hmax, A) it reports (`exploitation_policy`), in one network pass over the
+        statistics under every grid horizon; 0 on padded actions and past a task's end."""
+        if self.exploit_head is None:
+            raise ValueError("this checkpoint has no exploitation head")
+        self.eval()
+        weight = self.sa_in[0].weight
+        horizon = horizon.to(stats.counts.device)
+        # the grid horizons of `horizon_grid` per task, longest first (ties for short tasks)
+        levels = torch.stack([(f * horizon.double()).round().long().clamp_min(1)
+                              for f in REMAINING_FRACTIONS])
+        compact = stats.compact()
+        graphs = [encode(compact, h) for h in levels]
+        out = self(GraphBatch.concatenate(graphs).to(weight.device, weight.dtype))
+        N, A, L = stats.n_total_states, stats.successors.shape[1], len(levels)
+        slot, _ = graphs[0].action_slots()
+        n_sa = slot.shape[0]
+
+        def table(x):   # (L * N_sa,) node values -> (L, N, A) softmax over each state's actions
+            padded = x.new_full((L, N * A), -torch.inf).index_copy(1, slot, x.view(L, n_sa))
+            return torch.softmax(padded.view(L, N, A).double(), -1).to(stats.counts.dtype)
+        acting = table(out.logits)[0]
+        exploit = table(out.exploit)
+        # at step h, the shortest grid horizon at least the steps left
+        Hmax = int(horizon.max())
+        left = horizon[:, None] - torch.arange(Hmax, device=horizon.device)      # (B, Hmax)
+        covers = levels[:, :, None] >= left[None]                                  # (L, B, Hmax)
+        fit = torch.where(covers, levels[:, :, None], torch.iinfo(torch.int64).max)
+        serve = fit.argmin(0)[stats.state_mdp]                                     # (N, Hmax)
+        policy = exploit[serve, torch.arange(N, device=serve.device)[:, None]]
+        return acting, policy * (left[stats.state_mdp] > 0)[..., None]
 
     @torch.no_grad()
     def posterior_actions(self, stats: Statistics, horizon: int,

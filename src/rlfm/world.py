@@ -22,7 +22,7 @@ batch is reproducible for a seed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -240,6 +240,17 @@ class MDPBatch(_Packed):
         mask = self.action_mask.to(self.R.dtype)
         return mask / mask.sum(-1, keepdim=True)
 
+    def normalise(self, J: torch.Tensor) -> torch.Tensor:
+        """Normalised scores (J - J(uniform)) / (J* - J(uniform)) of returns J (B, ...) of each
+        MDP; 1 where every policy is optimal (the rule of `rlfm.mdp.ScoreReference`)."""
+        optimal = self.expected_return(self.solve().v)
+        uniform = self.evaluate(self.uniform_policy())
+        gap = optimal - uniform
+        flat = gap <= 1e-12 * optimal.abs().clamp_min(1.0)
+        per_mdp = lambda x: x.view(-1, *([1] * (J.dim() - 1)))  # noqa: E731
+        score = (J - per_mdp(uniform)) / per_mdp(torch.where(flat, torch.ones_like(gap), gap))
+        return torch.where(per_mdp(flat), torch.ones_like(score), score)
+
     def cdf(self) -> torch.Tensor:
         """(N * A, K) cumulative successor probabilities for sampling by inverse CDF: the last
         real slot of a pair is exactly 1 and padding is 2, so it is never chosen."""
@@ -361,6 +372,21 @@ class StatsBatch(_Packed):
             terminal_entries=as_int(self.terminal_entries[part]),
             rows=s * Ab + a, next_states=self.successors[part, :Ab].cpu().numpy()[c > 0] - lo,
             counts=np.rint(c[c > 0]).astype(np.int64))
+
+    def compact(self) -> StatsBatch:
+        """The same statistic with slots for the observed next states only, laid out as
+        `from_statistics` lays them out (in order of next state, padding a self-loop): planning
+        on it costs what the data hold, not what the true MDPs' successor slots would."""
+        observed = self.counts > 0
+        N, A, _ = self.counts.shape
+        K = max(1, int(observed.sum(-1).max()))
+        s, a, k = observed.nonzero(as_tuple=True)
+        rank = (observed.cumsum(-1) - 1)[s, a, k]
+        successors = torch.arange(N, device=s.device).view(N, 1, 1).repeat(1, A, K)
+        successors[s, a, rank] = self.successors[s, a, k]
+        counts = self.counts.new_zeros(N, A, K)
+        counts[s, a, rank] = self.counts[s, a, k]
+        return replace(self, successors=successors, counts=counts, slots=counts > 0)
 
     @property
     def mean_reward(self) -> torch.Tensor:
@@ -557,6 +583,26 @@ def run_learners(world: MDPBatch, stats: StatsBatch, episodes: torch.Tensor, act
         batch = torch.minimum(batch, episodes - done)
         sim.run(stats, batch, Actor(table, actor.epsilon), gen, record)
         done = done + batch
+
+
+def online(world: MDPBatch, episodes: int,
+           learner: Callable[[StatsBatch], tuple[torch.Tensor, torch.Tensor]],
+           gen: torch.Generator) -> torch.Tensor:
+    """The online protocol of `rlfm.evaluate.online_run` for every MDP of `world` at once, one
+    episode of each per round. `learner(stats)` gives, from the statistic collected so far, the
+    action probabilities (N, A) to act by in the next episode (sampled at every step) and the
+    policy it reports, (N, A) or (N, Hmax, A), whose exact return is recorded after each
+    episode. Returns J (B, episodes), in the world's order."""
+    stats = StatsBatch.empty(world)
+    sim = Simulator(world)
+    one = torch.ones(world.batch_size, dtype=torch.int64, device=world.R.device)
+    acting, _ = learner(stats)
+    returns = []
+    for _ in range(episodes):
+        sim.run(stats, one, Actor(acting), gen)
+        acting, reported = learner(stats)
+        returns.append(world.evaluate(reported))
+    return torch.stack(returns, 1)
 
 
 # ---- learners that make training contexts --------------------------------------------------

@@ -56,7 +56,7 @@ from rlfm.errors import RlfmError
 
 EXPLORATION = ("sample", "persistent", "posterior", "mixed", "gumbel", "greedy")
 POSTERIOR_SHARE = 0.5   # of the episodes of "mixed" (chosen on held-out prior MDPs)
-PERSISTENCE = 0.8       # of "persistent": the chance to keep the quantile at each step
+PERSISTENCE = 0.5       # of "persistent": the chance to keep the quantile at each step
 _MODELS: dict = {}  # one loaded network per checkpoint path and process
 
 
@@ -113,17 +113,21 @@ class RLFMAgent(ModelBasedAgent):
     TUNING_GRID: dict = {}  # one checkpoint, one setting, everywhere
 
     def __init__(self, n_states, n_actions, horizon, seed=0, checkpoint: str | None = None,
-                 exploration: str = "sample", device: str = "cpu", samples: int = 8):
+                 exploration: str = "sample", device: str = "cpu", samples: int = 8,
+                 persistence: float = PERSISTENCE):
         if exploration not in EXPLORATION:
             raise RlfmError(f"rlfm: exploration must be one of {', '.join(EXPLORATION)}, "
                             f"got {exploration!r}")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise RlfmError(f"rlfm: samples must be a positive integer, got {samples!r}")
+        if isinstance(persistence, bool) or not isinstance(persistence, int | float) \
+                or not 0.0 <= persistence <= 1.0:
+            raise RlfmError(f"rlfm: persistence must be a number in [0, 1], got {persistence!r}")
         self.network = load_network(checkpoint, device)
         if exploration in ("posterior", "mixed") and self.network.sampler is None:
             raise RlfmError(f"rlfm: exploration {exploration} needs a checkpoint with a "
                             "posterior sampler (such as rlfm-v3-posterior)")
-        self.exploration, self.samples = exploration, samples
+        self.exploration, self.samples, self.persistence = exploration, samples, persistence
         super().__init__(n_states, n_actions, horizon, seed)
 
     def plan(self) -> None:
@@ -156,7 +160,7 @@ class RLFMAgent(ModelBasedAgent):
         if self.mode == "sample":
             return int(self.rng.choice(self.n_actions, p=softmax(self.logits[state])))
         if self.mode == "persistent":
-            if step > 0 and self.rng.random() >= PERSISTENCE:
+            if step > 0 and self.rng.random() >= self.persistence:
                 self.quantile = self.rng.random()
             cdf = self.ranked_cdf[state]
             rank = min(int((cdf <= self.quantile * cdf[-1]).sum()), self.n_actions - 1)

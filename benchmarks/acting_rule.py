@@ -1,0 +1,162 @@
+"""The rlfm agent's acting rule under the suite's episode budget: online AUC on held-out prior
+MDPs (synthetic, never trained on; the stream of benchmarks/exploration.py) over 200 episodes,
+the middle of the suite's budgets (100 to 300), per-step sampling (the default) against
+persistent sampling at several persistences, paired per MDP (the same MDP and seed). The first
+50 episodes of each run give exploration.py's 50-episode protocol on the same MDPs.
+
+With --batched N, the default rule is also run on the first N of those MDPs by the batched
+world (`rlfm.world.online` with `RLFM.batch_policies`: every MDP steps in lockstep, the network
+asked once per round for all of them), the path that trains with the network in the loop: its
+mean AUC must agree with the per-MDP agent's (other random numbers, the same law).
+
+Each (rule, MDP) row is saved in benchmarks/results/acting_rule.json as soon as it is done and
+is not run again while the default checkpoint's weights, the package version and the episode
+budget are the same, so that a run can be stopped, resumed, or spread over a machine with more
+cores (--workers).
+
+    python benchmarks/acting_rule.py [--mdps 900] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+import torch
+
+import rlfm
+from exploration import PRIOR_SEED, prior_run  # a sibling script
+from rlfm.agents.rlfm import load_network
+from rlfm.checkpoint import pretrained_path, read_config
+from rlfm.io import atomic_write_text
+from rlfm.priors.sampler import sample_mdp
+from rlfm.world import MDPBatch, online
+
+from common import RESULTS_DIR, machine, write_section
+
+ROWS = RESULTS_DIR / "acting_rule.json"
+EPISODES = 200
+EARLY = 50
+RULES = {"sample": {"exploration": "sample"},
+         **{f"persistent {p}": {"exploration": "persistent", "persistence": p}
+            for p in (0.3, 0.5, 0.65, 0.8)}}
+BASE = "sample"
+BATCHED = RESULTS_DIR / "acting_rule_batched.json"
+
+
+def _row(rule: str, i: int) -> tuple[str, int, float, float, str]:
+    scores, family = prior_run(RULES[rule], EPISODES, i)
+    return rule, i, float(scores.mean()), float(scores[:EARLY].mean()), family
+
+
+def load_rows(key: dict) -> tuple[dict, list[str]]:
+    """Saved rows {rule: {i: (auc, early auc, family)}} made under `key` (others dropped), and
+    the machines that made them."""
+    if ROWS.exists():
+        saved = json.loads(ROWS.read_text())
+        if saved.get("key") == key:
+            return ({rule: {int(i): tuple(row) for i, row in rows.items()}
+                     for rule, rows in saved["rows"].items()}, saved["machines"])
+    return {}, []
+
+
+def save_rows(key: dict, rows: dict, machines: list[str]) -> None:
+    atomic_write_text(ROWS, json.dumps({"key": key, "machines": machines, "rows": rows},
+                                       indent=0, sort_keys=True))
+
+
+def run(mdps: int, rules: list[str], workers: int) -> tuple[dict, list[str]]:
+    key = {"weights_sha256": read_config(pretrained_path())["weights_sha256"],
+           "rlfm": rlfm.__version__, "episodes": EPISODES}
+    rows, machines = load_rows(key)
+    todo = [(rule, i) for i in range(mdps) for rule in rules if i not in rows.get(rule, {})]
+    if todo and machine() not in machines:
+        machines.append(machine())
+    with ProcessPoolExecutor(workers) as pool:
+        for done, job in enumerate(as_completed([pool.submit(_row, *t) for t in todo]), 1):
+            rule, i, *row = job.result()
+            rows.setdefault(rule, {})[i] = tuple(row)
+            if done % 20 == 0 or done == len(todo):
+                save_rows(key, rows, machines)
+    return rows, machines
+
+
+def paired(rows: dict, rule: str, column: int, where=lambda family: True) -> tuple:
+    """(n, mean of rule, mean difference from BASE, its standard error) over the MDPs both
+    rules have."""
+    both = [i for i in rows[rule] if i in rows[BASE] and where(rows[BASE][i][2])]
+    a = np.array([rows[rule][i][column] for i in both])
+    d = a - np.array([rows[BASE][i][column] for i in both])
+    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return len(both), a.mean(), d.mean(), se
+
+
+def batched(n: int, chunk: int = 100) -> tuple[np.ndarray, float]:
+    """Per-step sampling's AUC (n,) on held-out MDPs 0..n-1 by the batched world, and the
+    seconds it took (torch on every core)."""
+    network, auc = load_network(), np.empty(n)
+    start = time.perf_counter()
+    for lo in range(0, n, chunk):
+        world = MDPBatch.from_mdps([sample_mdp(np.random.default_rng(np.random.SeedSequence(
+            PRIOR_SEED, spawn_key=(i,)))) for i in range(lo, min(n, lo + chunk))])
+        J = online(world, EPISODES, lambda stats, w=world: network.batch_policies(
+            stats, w.horizon), torch.Generator().manual_seed(lo))
+        auc[lo + world.source.numpy()] = world.normalise(J).clamp(-1.0, 1.0).mean(1).numpy()
+    return auc, time.perf_counter() - start
+
+
+def section(rows: dict, machines: list[str]) -> str:
+    families = sorted({row[2] for row in rows[BASE].values()})
+    lines = ["## Acting rule at the suite's budget", "",
+             f"`python benchmarks/acting_rule.py` (rows made on {'; '.join(machines)}): the "
+             f"default checkpoint online on held-out prior MDPs (the stream of exploration.py), "
+             f"one seed each, {EPISODES} episodes (the suite's budgets are 100 to 300), scores "
+             f"clipped to [-1, 1]; differences from per-step sampling paired per MDP (± SE). "
+             f"The first {EARLY} episodes of the same runs are exploration.py's protocol.", "",
+             f"| rule | MDPs | AUC ({EPISODES} episodes) | difference | AUC (first {EARLY}) | "
+             "difference | " + " | ".join(families) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(families)]
+    for rule in (r for r in RULES if r in rows):
+        n, auc, d, se = paired(rows, rule, 0)
+        _, early, d_early, se_early = paired(rows, rule, 1)
+        per_family = [paired(rows, rule, 0, lambda f, fam=fam: f == fam) for fam in families]
+        lines.append(f"| {rule} | {n} | {auc:.4f} | {d:+.4f} ± {se:.4f} | {early:.4f} | "
+                     f"{d_early:+.4f} ± {se_early:.4f} | "
+                     + " | ".join(f"{m[2]:+.3f} ({m[0]})" for m in per_family) + " |")
+    lines += ["", "Family columns: mean difference from per-step sampling at "
+              f"{EPISODES} episodes (number of MDPs)."]
+    if BATCHED.exists():
+        b = json.loads(BATCHED.read_text())
+        auc = np.array(b["auc"])
+        ref = np.array([rows[BASE][i][0] for i in range(len(auc))])
+        d = auc - ref
+        lines += ["", f"The batched world (`--batched {len(auc)}`, on {b['machine']}, torch on "
+                  f"{b['threads']} threads): per-step sampling on MDPs 0 to {len(auc) - 1}, "
+                  f"all in lockstep, scores {auc.mean():.4f} against {ref.mean():.4f} for the "
+                  f"per-MDP agent on the same MDPs (difference {d.mean():+.4f} ± "
+                  f"{d.std(ddof=1) / np.sqrt(len(d)):.4f}; other random numbers), "
+                  f"{len(auc) * EPISODES:,} MDP-episodes in {b['seconds']:.0f} s."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mdps", type=int, default=900, help="held-out MDPs 0..mdps-1")
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batched", type=int, default=0,
+                        help="also run per-step sampling on this many MDPs by the batched world")
+    args = parser.parse_args()
+    all_rows, made_on = run(args.mdps, args.rules, args.workers)
+    if args.batched:
+        aucs, seconds = batched(args.batched)
+        atomic_write_text(BATCHED, json.dumps({"auc": aucs.tolist(), "seconds": seconds,
+                                               "machine": machine(),
+                                               "threads": torch.get_num_threads()}))
+    text = section(defaultdict(dict, all_rows), made_on)
+    write_section("35b_acting_rule", text)
+    print(text)
