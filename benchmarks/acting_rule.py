@@ -86,13 +86,14 @@ def run(mdps: int, rules: list[str], workers: int) -> tuple[dict, list[str]]:
 
 
 def paired(rows: dict, rule: str, column: int, where=lambda family: True) -> tuple:
-    """(n, mean of rule, mean difference from BASE, its standard error) over the MDPs both
+    """(n, mean of rule, mean of BASE, mean difference, its standard error) over the MDPs both
     rules have."""
     both = [i for i in rows[rule] if i in rows[BASE] and where(rows[BASE][i][2])]
     a = np.array([rows[rule][i][column] for i in both])
-    d = a - np.array([rows[BASE][i][column] for i in both])
+    base = np.array([rows[BASE][i][column] for i in both])
+    d = a - base
     se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return len(both), a.mean(), d.mean(), se
+    return len(both), a.mean(), base.mean(), d.mean(), se
 
 
 def batched(n: int, chunk: int = 100) -> tuple[np.ndarray, float]:
@@ -117,16 +118,17 @@ def section(rows: dict, machines: list[str]) -> str:
              f"one seed each, {EPISODES} episodes (the suite's budgets are 100 to 300), scores "
              f"clipped to [-1, 1]; differences from per-step sampling paired per MDP (± SE). "
              f"The first {EARLY} episodes of the same runs are exploration.py's protocol.", "",
-             f"| rule | MDPs | AUC ({EPISODES} episodes) | difference | AUC (first {EARLY}) | "
-             "difference | " + " | ".join(families) + " |",
-             "|---|---|---|---|---|---|" + "---|" * len(families)]
-    for rule in (r for r in RULES if r in rows):
-        n, auc, d, se = paired(rows, rule, 0)
-        _, early, d_early, se_early = paired(rows, rule, 1)
+             f"| rule | MDPs | AUC ({EPISODES} episodes) | per-step sampling, same MDPs | "
+             f"difference | AUC (first {EARLY}) | per-step sampling, same MDPs | difference | "
+             + " | ".join(families) + " |",
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(families)]
+    for rule in (r for r in RULES if r in rows and r != BASE):
+        n, auc, base, d, se = paired(rows, rule, 0)
+        _, early, base_early, d_early, se_early = paired(rows, rule, 1)
         per_family = [paired(rows, rule, 0, lambda f, fam=fam: f == fam) for fam in families]
-        lines.append(f"| {rule} | {n} | {auc:.4f} | {d:+.4f} ± {se:.4f} | {early:.4f} | "
-                     f"{d_early:+.4f} ± {se_early:.4f} | "
-                     + " | ".join(f"{m[2]:+.3f} ({m[0]})" for m in per_family) + " |")
+        lines.append(f"| {rule} | {n} | {auc:.4f} | {base:.4f} | {d:+.4f} ± {se:.4f} | "
+                     f"{early:.4f} | {base_early:.4f} | {d_early:+.4f} ± {se_early:.4f} | "
+                     + " | ".join(f"{m[3]:+.3f} ({m[0]})" for m in per_family) + " |")
     lines += ["", "Family columns: mean difference from per-step sampling at "
               f"{EPISODES} episodes (number of MDPs)."]
     if BATCHED.exists():

@@ -75,7 +75,8 @@ def main(seeds: int) -> str:
     lines = ["## Other exploration modes online (persistent, posterior, mixed)", "",
              f"`python benchmarks/posterior_online.py` on {machine()}: the rlfm agent acting by "
              "`exploration=\"persistent\"` (per-step sampling, the quantile kept from step to "
-             "step with probability 0.8; the default checkpoint) and, with the checkpoint "
+             f"step with probability {agent.PERSISTENCE}; the default checkpoint) and, with the "
+             "checkpoint "
              "`rlfm-v3-posterior`, `\"posterior\"` (the plan of one hypothesis per episode, 8 "
              "draws) and `\"mixed\"` (that on a random half of the episodes, per-step sampling "
              f"on the others), {seeds} seeds, the suite's episode budgets E; the other columns "

@@ -14,7 +14,7 @@ from pathlib import Path
 from rlfm.bench import assemble_results
 
 HERE = Path(__file__).parent
-SCRIPTS = ["solver_speed", "world_throughput", "checkpoints", "suite", "exploration",
+SCRIPTS = ["solver_speed", "world_throughput", "checkpoints", "suite", "exploration", "acting_rule",
            "posterior_online", "online_diagnosis", "planning",
            "model_speed", "ablations"]
 

@@ -86,7 +86,9 @@ def test_persistent_acting_draws_each_action_from_the_policy_and_keeps_its_quant
             agent.act(3, step)
             kept.append(agent.quantile == before)
         assert abs(np.mean(kept) - persistence) < 0.03
-    for bad in (-0.1, 1.5, "high", True):
+    assert rlfm.agents.make("rlfm", 16, 4, horizon=5, checkpoint=checkpoint,
+                            persistence=np.float32(0.25)).persistence == 0.25
+    for bad in (-0.1, 1.5, "high", True, float("nan"), None):
         with pytest.raises(RlfmError, match="persistence"):
             rlfm.agents.make("rlfm", 16, 4, horizon=5, checkpoint=checkpoint, persistence=bad)
 

@@ -8,6 +8,7 @@ import torch
 from rlfm import envs
 from rlfm.mdp import (
     ScoreReference,
+    TabularMDP,
     backward_induction,
     evaluate_policy,
     policy_values,
@@ -552,6 +553,7 @@ def test_online_scores_what_the_learner_reports_after_every_episode(mixed):
 
     returns = online(world, 3, learner, torch.Generator().manual_seed(0))
     assert returns.shape == (world.batch_size, 3) and len(seen) == 4
+    assert online(world, 0, learner, torch.Generator()).shape == (world.batch_size, 0)
     assert float(seen[0].sum()) == 0
     for b, mdp in enumerate(mdps):
         rows = part(world, b)
@@ -565,3 +567,33 @@ def test_online_scores_what_the_learner_reports_after_every_episode(mixed):
         ref = ScoreReference.of(mdp)
         np.testing.assert_allclose(scores[b].numpy(),
                                    [ref.normalise(float(j)) for j in returns[b]], atol=1e-9)
+
+
+def test_online_acts_by_the_learners_probabilities(mixed):
+    """Every step takes an action the acting probabilities allow (here the last real action of
+    each state's MDP, with certainty)."""
+    world = mixed[1]
+    last = torch.nn.functional.one_hot(world.n_actions[world.state_mdp] - 1,
+                                       world.R.shape[1]).double()
+    visits = []
+
+    def learner(stats):
+        visits.append(stats.visits.clone())
+        return last, last
+
+    online(world, 2, learner, torch.Generator().manual_seed(2))
+    assert float(visits[-1].sum()) > 0
+    assert float((visits[-1] * (1 - last)).sum()) == 0
+
+
+def test_normalised_scores_of_mdps_where_every_policy_is_optimal_are_1():
+    """In float32 too: rounding must not pass for a gap between J* and J(uniform)."""
+    rng = np.random.default_rng(3)
+    mdps = []
+    for _ in range(20):
+        P = rng.dirichlet(np.ones(6), size=(6, 3))
+        mdps.append(TabularMDP(P, np.full((6, 3), rng.uniform(0.1, 10)), np.eye(6)[0], 30))
+    for dtype in (torch.float64, torch.float32):
+        world = MDPBatch.from_mdps(mdps, dtype=dtype)
+        J = world.evaluate(world.uniform_policy())
+        assert (world.normalise(J) == 1).all()

@@ -80,18 +80,22 @@ def _saved_if_interrupted(previous: dict | None, fingerprint: str, cell: Path, p
 
 def _rlfm_fingerprint(fixed: dict | None) -> str:
     """What the rlfm agent's results depend on besides the seed: the SHA-256 of the weights it
-    runs with (the --checkpoint, or the shipped one), its exploration mode and the horizons at
+    runs with (the --checkpoint, or the shipped one), its exploration mode (and persistence)
+    and the horizons at
     which it asks for its time-dependent exploitation policy."""
     import inspect
 
-    from rlfm.agents.rlfm import RLFMAgent
+    from rlfm.agents.rlfm import PERSISTENCE, RLFMAgent
     from rlfm.checkpoint import read_config, resolve
     from rlfm.model import REMAINING_FRACTIONS
 
     knobs = (fixed or {}).get("rlfm", {})
     default = inspect.signature(RLFMAgent).parameters["exploration"].default
     config = read_config(resolve(knobs.get("checkpoint") or "pretrained"))
-    fingerprint = f"{config['weights_sha256']} exploration={knobs.get('exploration', default)}"
+    exploration = knobs.get("exploration", default)
+    fingerprint = f"{config['weights_sha256']} exploration={exploration}"
+    if exploration == "persistent":
+        fingerprint += f" persistence={knobs.get('persistence', PERSISTENCE)}"
     if config["model"].get("exploit_head"):
         fingerprint += f" exploit_horizons={','.join(map(str, REMAINING_FRACTIONS))}"
     return fingerprint

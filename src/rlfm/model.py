@@ -291,6 +291,9 @@ class RLFM(nn.Module):
         statistics under every grid horizon; 0 on padded actions and past a task's end."""
         if self.exploit_head is None:
             raise ValueError("this checkpoint has no exploitation head")
+        if horizon.shape != (stats.batch_size,):
+            raise ValueError(f"one horizon per statistic: {stats.batch_size}, got "
+                             f"{tuple(horizon.shape)}")
         self.eval()
         weight = self.sa_in[0].weight
         horizon = horizon.to(stats.counts.device)
@@ -300,6 +303,8 @@ class RLFM(nn.Module):
         compact = stats.compact()
         graphs = [encode(compact, h) for h in levels]
         out = self(GraphBatch.concatenate(graphs).to(weight.device, weight.dtype))
+        out = out._replace(logits=out.logits.to(stats.counts.device),
+                           exploit=out.exploit.to(stats.counts.device))
         N, A, L = stats.n_total_states, stats.successors.shape[1], len(levels)
         slot, _ = graphs[0].action_slots()
         n_sa = slot.shape[0]

@@ -242,11 +242,13 @@ class MDPBatch(_Packed):
 
     def normalise(self, J: torch.Tensor) -> torch.Tensor:
         """Normalised scores (J - J(uniform)) / (J* - J(uniform)) of returns J (B, ...) of each
-        MDP; 1 where every policy is optimal (the rule of `rlfm.mdp.ScoreReference`)."""
+        MDP; 1 where every policy is optimal (the rule of `rlfm.mdp.ScoreReference`, with a
+        tolerance that a float32 batch's rounding cannot pass)."""
         optimal = self.expected_return(self.solve().v)
         uniform = self.evaluate(self.uniform_policy())
         gap = optimal - uniform
-        flat = gap <= 1e-12 * optimal.abs().clamp_min(1.0)
+        tolerance = max(1e-12, 100 * torch.finfo(gap.dtype).eps)
+        flat = gap <= tolerance * optimal.abs().clamp_min(1.0)
         per_mdp = lambda x: x.view(-1, *([1] * (J.dim() - 1)))  # noqa: E731
         score = (J - per_mdp(uniform)) / per_mdp(torch.where(flat, torch.ones_like(gap), gap))
         return torch.where(per_mdp(flat), torch.ones_like(score), score)
@@ -376,7 +378,8 @@ class StatsBatch(_Packed):
     def compact(self) -> StatsBatch:
         """The same statistic with slots for the observed next states only, laid out as
         `from_statistics` lays them out (in order of next state, padding a self-loop): planning
-        on it costs what the data hold, not what the true MDPs' successor slots would."""
+        on it costs what the data hold, not what the true MDPs' successor slots would. The
+        per-pair tensors (visits, reward sums, ...) are shared with this one, not copied."""
         observed = self.counts > 0
         N, A, _ = self.counts.shape
         K = max(1, int(observed.sum(-1).max()))
@@ -592,17 +595,17 @@ def online(world: MDPBatch, episodes: int,
     episode of each per round. `learner(stats)` gives, from the statistic collected so far, the
     action probabilities (N, A) to act by in the next episode (sampled at every step) and the
     policy it reports, (N, A) or (N, Hmax, A), whose exact return is recorded after each
-    episode. Returns J (B, episodes), in the world's order."""
+    episode; both 0 on padded actions. Returns J (B, episodes), in the world's order."""
     stats = StatsBatch.empty(world)
     sim = Simulator(world)
     one = torch.ones(world.batch_size, dtype=torch.int64, device=world.R.device)
     acting, _ = learner(stats)
-    returns = []
+    returns = [world.R.new_zeros(world.batch_size, 0)]
     for _ in range(episodes):
         sim.run(stats, one, Actor(acting), gen)
         acting, reported = learner(stats)
-        returns.append(world.evaluate(reported))
-    return torch.stack(returns, 1)
+        returns.append(world.evaluate(reported)[:, None])
+    return torch.cat(returns, 1)
 
 
 # ---- learners that make training contexts --------------------------------------------------
