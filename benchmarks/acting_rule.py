@@ -5,9 +5,10 @@ persistent sampling at several persistences, paired per MDP (the same MDP and se
 50 episodes of each run give exploration.py's 50-episode protocol on the same MDPs.
 
 With --batched N, the default rule is also run on the first N of those MDPs by the batched
-world (`rlfm.world.online` with `RLFM.batch_policies`: every MDP steps in lockstep, the network
-asked once per round for all of them), the path that trains with the network in the loop: its
-mean AUC must agree with the per-MDP agent's (other random numbers, the same law).
+world (`rlfm.world.online` with `RLFM.batch_policies`: --chunk MDPs step in lockstep, the
+network asked once per round for all of them; --device cuda on a GPU), the path that trains
+with the network in the loop: its mean AUC must agree with the per-MDP agent's (other random
+numbers, the same law); the table gives its rate.
 
 Each (rule, MDP) row is saved in benchmarks/results/acting_rule.json as soon as it is done and
 is not run again while the default checkpoint's weights, the package version and the episode
@@ -96,18 +97,26 @@ def paired(rows: dict, rule: str, column: int, where=lambda family: True) -> tup
     return len(both), a.mean(), base.mean(), d.mean(), se
 
 
-def batched(n: int, chunk: int = 100) -> tuple[np.ndarray, float]:
-    """Per-step sampling's AUC (n,) on held-out MDPs 0..n-1 by the batched world, and the
-    seconds it took (torch on every core)."""
-    network, auc = load_network(), np.empty(n)
+def batched(n: int, chunk: int, device: str, rows: dict) -> dict:
+    """Per-step sampling on held-out MDPs 0..n-1 by the batched world on `device`, `chunk`
+    MDPs at a time (torch on every core): its mean AUC against the per-MDP agent's rows on the
+    same MDPs, and the seconds it took."""
+    network, auc = load_network(device=device), np.empty(n)
     start = time.perf_counter()
     for lo in range(0, n, chunk):
         world = MDPBatch.from_mdps([sample_mdp(np.random.default_rng(np.random.SeedSequence(
-            PRIOR_SEED, spawn_key=(i,)))) for i in range(lo, min(n, lo + chunk))])
+            PRIOR_SEED, spawn_key=(i,)))) for i in range(lo, min(n, lo + chunk))], device)
         J = online(world, EPISODES, lambda stats, w=world: network.batch_policies(
-            stats, w.horizon), torch.Generator().manual_seed(lo))
-        auc[lo + world.source.numpy()] = world.normalise(J).clamp(-1.0, 1.0).mean(1).numpy()
-    return auc, time.perf_counter() - start
+            stats, w.horizon), torch.Generator(device).manual_seed(lo))
+        auc[lo + world.source.cpu().numpy()] = \
+            world.normalise(J).clamp(-1.0, 1.0).mean(1).cpu().numpy()
+    seconds = time.perf_counter() - start
+    d = auc - np.array([rows[BASE][i][0] for i in range(n)])
+    name = torch.cuda.get_device_name() if device == "cuda" else \
+        f"{machine()}, torch on {torch.get_num_threads()} threads"
+    return {"device": name, "mdps": n, "chunk": chunk, "seconds": seconds,
+            "auc": float(auc.mean()), "difference": float(d.mean()),
+            "se": float(d.std(ddof=1) / np.sqrt(n))}
 
 
 def section(rows: dict, machines: list[str]) -> str:
@@ -132,16 +141,16 @@ def section(rows: dict, machines: list[str]) -> str:
     lines += ["", "Family columns: mean difference from per-step sampling at "
               f"{EPISODES} episodes (number of MDPs)."]
     if BATCHED.exists():
-        b = json.loads(BATCHED.read_text())
-        auc = np.array(b["auc"])
-        ref = np.array([rows[BASE][i][0] for i in range(len(auc))])
-        d = auc - ref
-        lines += ["", f"The batched world (`--batched {len(auc)}`, on {b['machine']}, torch on "
-                  f"{b['threads']} threads): per-step sampling on MDPs 0 to {len(auc) - 1}, "
-                  f"all in lockstep, scores {auc.mean():.4f} against {ref.mean():.4f} for the "
-                  f"per-MDP agent on the same MDPs (difference {d.mean():+.4f} ± "
-                  f"{d.std(ddof=1) / np.sqrt(len(d)):.4f}; other random numbers), "
-                  f"{len(auc) * EPISODES:,} MDP-episodes in {b['seconds']:.0f} s."]
+        lines += ["", "The batched world (`--batched N [--device cuda] [--chunk C]`): per-step "
+                  "sampling on MDPs 0 to N - 1, C of them in lockstep at a time, against the "
+                  "per-MDP agent's rows on the same MDPs (other random numbers, the same law).",
+                  "", "| device | MDPs | MDPs in lockstep | AUC | difference | MDP-episodes "
+                  "| seconds | MDP-episodes/s |", "|---|---|---|---|---|---|---|---|"]
+        for r in json.loads(BATCHED.read_text()).values():
+            episodes = r["mdps"] * EPISODES
+            lines.append(f"| {r['device']} | {r['mdps']} | {r['chunk']} | {r['auc']:.4f} | "
+                         f"{r['difference']:+.4f} ± {r['se']:.4f} | {episodes:,} | "
+                         f"{r['seconds']:.0f} | {episodes / r['seconds']:,.0f} |")
     return "\n".join(lines)
 
 
@@ -152,13 +161,15 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batched", type=int, default=0,
                         help="also run per-step sampling on this many MDPs by the batched world")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--chunk", type=int, default=100, help="MDPs in lockstep (--batched)")
     args = parser.parse_args()
     all_rows, made_on = run(args.mdps, args.rules, args.workers)
     if args.batched:
-        aucs, seconds = batched(args.batched)
-        atomic_write_text(BATCHED, json.dumps({"auc": aucs.tolist(), "seconds": seconds,
-                                               "machine": machine(),
-                                               "threads": torch.get_num_threads()}))
+        result = batched(args.batched, args.chunk, args.device, all_rows)
+        runs = json.loads(BATCHED.read_text()) if BATCHED.exists() else {}
+        runs[f"{result['device']} {result['mdps']} {result['chunk']}"] = result
+        atomic_write_text(BATCHED, json.dumps(runs, indent=1))
     text = section(defaultdict(dict, all_rows), made_on)
     write_section("35b_acting_rule", text)
     print(text)
