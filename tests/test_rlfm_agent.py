@@ -257,3 +257,5 @@ def test_batch_policies_are_the_agents_policies(checkpoint):
                                    atol=1e-5)
         assert not exploit[rows, mdp.horizon:].any()
         lo += mdp.n_states
+    with pytest.raises(ValueError, match="one horizon per statistic"):
+        network.batch_policies(stats, torch.tensor([10]))
