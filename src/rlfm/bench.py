@@ -81,8 +81,7 @@ def _saved_if_interrupted(previous: dict | None, fingerprint: str, cell: Path, p
 def _rlfm_fingerprint(fixed: dict | None) -> str:
     """What the rlfm agent's results depend on besides the seed: the SHA-256 of the weights it
     runs with (the --checkpoint, or the shipped one), its exploration mode (and persistence)
-    and the horizons at
-    which it asks for its time-dependent exploitation policy."""
+    and the horizons at which it asks for its time-dependent exploitation policy."""
     import inspect
 
     from rlfm.agents.rlfm import PERSISTENCE, RLFMAgent

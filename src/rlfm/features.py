@@ -27,7 +27,7 @@ import torch
 
 from rlfm.planning import Edges, backward_induction
 from rlfm.stats import Statistics
-from rlfm.world import StatsBatch, per_mdp_max, per_mdp_min, segment_sum
+from rlfm.world import StatsBatch, normalised_score, per_mdp_max, per_mdp_min, segment_sum
 
 SA_FEATURES = 14
 CE_GAP = 12  # index of the CE plan's action gap in units of its span over the MDP
@@ -149,11 +149,8 @@ class GraphBatch:
         which graphs have a score (where every policy is optimal, none does: it is set to 1)."""
         true = self.true_mdp
         J = self.true_return(policy)
-        J_star, J_uniform = true.optimal_return.to(J.dtype), true.uniform_return.to(J.dtype)
-        gap = J_star - J_uniform
-        scored = gap > 100 * torch.finfo(J.dtype).eps * J_star.abs().clamp_min(1.0)
-        score = (J - J_uniform) / torch.where(scored, gap, torch.ones_like(gap))
-        return torch.where(scored, score, torch.ones_like(score)), scored
+        return normalised_score(J, true.optimal_return.to(J.dtype),
+                                true.uniform_return.to(J.dtype))
 
     @classmethod
     def concatenate(cls, graphs: list[GraphBatch]) -> GraphBatch:

@@ -67,6 +67,20 @@ def per_mdp_min(x: torch.Tensor, where: torch.Tensor, state_mdp: torch.Tensor, n
     return segment_min(x.masked_fill(~where, torch.inf).amin(-1), state_mdp, n)
 
 
+def normalised_score(J: torch.Tensor, optimal: torch.Tensor,
+                     uniform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores (J - J(uniform)) / (J* - J(uniform)) of returns J (B, ...) given J* and J(uniform)
+    (B,) per MDP, and which MDPs have a score: where every policy is optimal (a gap that
+    rounding could make, float32 included), none has, and it is set to 1 (the rule of
+    `rlfm.mdp.ScoreReference`)."""
+    gap = optimal - uniform
+    tolerance = max(1e-12, 100 * torch.finfo(gap.dtype).eps)
+    scored = gap > tolerance * optimal.abs().clamp_min(1.0)
+    per_mdp = lambda x: x.view(-1, *([1] * (J.dim() - 1)))  # noqa: E731
+    score = (J - per_mdp(uniform)) / per_mdp(torch.where(scored, gap, torch.ones_like(gap)))
+    return torch.where(per_mdp(scored), score, torch.ones_like(score)), scored
+
+
 def _offsets(n_states: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(n_states, 0) - n_states
 
@@ -241,17 +255,9 @@ class MDPBatch(_Packed):
         return mask / mask.sum(-1, keepdim=True)
 
     def normalise(self, J: torch.Tensor) -> torch.Tensor:
-        """Normalised scores (J - J(uniform)) / (J* - J(uniform)) of returns J (B, ...) of each
-        MDP; 1 where every policy is optimal (the rule of `rlfm.mdp.ScoreReference`, with a
-        tolerance that a float32 batch's rounding cannot pass)."""
+        """`normalised_score` of returns J (B, ...) of each MDP."""
         optimal = self.expected_return(self.solve().v)
-        uniform = self.evaluate(self.uniform_policy())
-        gap = optimal - uniform
-        tolerance = max(1e-12, 100 * torch.finfo(gap.dtype).eps)
-        flat = gap <= tolerance * optimal.abs().clamp_min(1.0)
-        per_mdp = lambda x: x.view(-1, *([1] * (J.dim() - 1)))  # noqa: E731
-        score = (J - per_mdp(uniform)) / per_mdp(torch.where(flat, torch.ones_like(gap), gap))
-        return torch.where(per_mdp(flat), torch.ones_like(score), score)
+        return normalised_score(J, optimal, self.evaluate(self.uniform_policy()))[0]
 
     def cdf(self) -> torch.Tensor:
         """(N * A, K) cumulative successor probabilities for sampling by inverse CDF: the last
