@@ -103,6 +103,40 @@ def test_mixture_covers_every_family_and_large_mdps():
     assert any((m.R < 0).any() for m in mdps) and any((m.R > 0).any() for m in mdps)
 
 
+def test_deep_structures_are_off_by_default_and_deep_when_on():
+    """Square layered graphs and mazes draw nothing when off (the default stream is unchanged);
+    when on, a square's corner pays only at the end of `side` rightward moves in a row, and a
+    maze is connected with its main goal out of reach of short random walks."""
+    from rlfm.mdp import evaluate_policy
+    from rlfm.priors.families import _bfs, _maze, graph, grid
+
+    for seed in range(5):
+        off = graph(np.random.default_rng(seed))
+        same = graph(np.random.default_rng(seed), square_prob=0.0)
+        np.testing.assert_array_equal(off.P, same.P)
+        np.testing.assert_array_equal(grid(np.random.default_rng(seed)).R,
+                                      grid(np.random.default_rng(seed), maze_prob=0.0).R)
+    for seed in range(10):
+        mdp = graph(np.random.default_rng(seed), square_prob=1.0, square_side=(6, 10),
+                    n_actions=(2, 2), n_subgoals=(0, 0), cost_prob=0.0)
+        _check_mdp(mdp)
+        L, W = mdp.info["layered"]
+        assert L == W and 6 <= W <= 10 and mdp.n_states == W * W + 1
+        uniform = np.full((mdp.n_states, mdp.n_actions), 1 / mdp.n_actions)
+        assert evaluate_policy(mdp, uniform) == pytest.approx(0.5 ** W)  # W rights in a row
+        assert mdp.initial @ backward_induction(mdp).V[0] == pytest.approx(float(mdp.horizon >= L))
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        free = _maze(rng, 11, 13)
+        assert free[::2, ::2].all(), "every junction is open"
+        cells = np.argwhere(free)
+        assert (_bfs(free, tuple(cells[0]))[free] >= 0).all(), "a maze is connected"
+        edges = (free[1:] & free[:-1]).sum() + (free[:, 1:] & free[:, :-1]).sum()
+        assert len(cells) - 1 <= edges < 1.2 * len(cells), "a tree plus a few loops"
+        mdp = grid(np.random.default_rng(seed), maze_prob=1.0)
+        _check_mdp(mdp)
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_permutation_preserves_the_optimal_value(family):
     for seed in range(8):

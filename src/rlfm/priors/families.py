@@ -163,7 +163,7 @@ def grid(rng, side=(2, 10), large_side=(11, 14), large_prob=0.1, wall_density=(0
          rooms_prob=0.3, slip_prob=0.6, slip=(0.0, 0.7), slip_any_prob=0.3, n_goals=(1, 3),
          goal_terminal_prob=0.7, far_goal_prob=0.6, hole_fraction=(0.0, 0.2), holes_prob=0.5,
          cliff_prob=0.12, step_cost_prob=0.3, stay_action_prob=0.2, horizon_factor=(1.0, 8.0),
-         horizon=(5, 250)) -> TabularMDP:
+         horizon=(5, 250), maze_prob=0.0, maze_side=(5, 17)) -> TabularMDP:
     """Gridworlds (built with rlfm.gridworld.grid_mdp): actions up/right/down/left.
 
     side, large_side, large_prob: rows and columns, each uniform in side (in large_side with
@@ -177,17 +177,27 @@ def grid(rng, side=(2, 10), large_side=(11, 14), large_prob=0.1, wall_density=(0
     holes_prob, hole_fraction: terminal holes (reward 0, or negative 30% of the time).
     cliff_prob: cells that pay -U(0.2, 2) and send back to the start (CliffWalking-like).
     step_cost_prob: a cost log-U(0.001, 0.1) on every move. stay_action_prob: a 5th action, stay.
-    horizon_factor, horizon: H = U(horizon_factor) * (rows + cols), clipped to horizon.
+    horizon_factor, horizon: H = U(horizon_factor) * (rows + cols), clipped to horizon (a
+      maze: times its longest shortest path instead).
+    maze_prob, maze_side: a maze instead (rows and columns uniform in maze_side, no rooms or
+      random walls): corridors one cell wide carved by a random depth-first search, a few walls
+      then opened to make loops; with a far goal, a long sparse path of which most turns lead
+      to dead ends.
     """
     big = rng.random() < large_prob
+    maze = maze_prob > 0 and rng.random() < maze_prob  # no draw when off: the stream stays
     for _ in range(20):
-        rows, cols = (draw_int(rng, large_side if big else side, log=False) for _ in range(2))
+        rows, cols = (draw_int(rng, maze_side if maze else large_side if big else side,
+                               log=False) for _ in range(2))
         if rows * cols < 2:
             continue
-        free = np.ones((rows, cols), bool)
-        if rng.random() < rooms_prob:
-            _add_rooms(rng, free)
-        free &= rng.random((rows, cols)) >= draw_float(rng, wall_density)
+        if maze:
+            free = _maze(rng, rows, cols)
+        else:
+            free = np.ones((rows, cols), bool)
+            if rng.random() < rooms_prob:
+                _add_rooms(rng, free)
+            free &= rng.random((rows, cols)) >= draw_float(rng, wall_density)
         cells = np.argwhere(free)
         if len(cells) < 2:
             continue
@@ -228,7 +238,8 @@ def grid(rng, side=(2, 10), large_side=(11, 14), large_prob=0.1, wall_density=(0
     step = -draw_float(rng, (0.001, 0.1), log=True) if rng.random() < step_cost_prob else 0.0
     p_slip = draw_float(rng, slip) if rng.random() < slip_prob else 0.0
     slip_to = "any" if rng.random() < slip_any_prob else "perpendicular"
-    H = _clip_horizon(draw_float(rng, horizon_factor, log=True) * (rows + cols), horizon)
+    span = dist.max() if maze else rows + cols
+    H = _clip_horizon(draw_float(rng, horizon_factor, log=True) * span, horizon)
     mdp = grid_mdp(free, start, rewards, H, slip=p_slip, slip_to=slip_to,
                    terminal_cells=[*terminal_goals, *holes], step_reward=step)
 
@@ -269,6 +280,32 @@ def _add_rooms(rng, free: np.ndarray) -> None:
                 free[line, wall] = False
             else:
                 free[wall, line] = False
+
+
+def _maze(rng, rows: int, cols: int) -> np.ndarray:
+    """Free cells of a maze: junctions at even (row, column), joined through the cell between
+    them along a random depth-first spanning tree (one path between any two), then each
+    remaining wall between two junctions opened with a probability U(0, 0.15) (loops)."""
+    free = np.zeros((rows, cols), bool)
+    jr, jc = (rows + 1) // 2, (cols + 1) // 2
+    seen = np.zeros((jr, jc), bool)
+    stack = [(int(rng.integers(jr)), int(rng.integers(jc)))]
+    seen[stack[0]] = free[2 * stack[0][0], 2 * stack[0][1]] = True
+    while stack:
+        r, c = stack[-1]
+        unseen = [(r + dr, c + dc) for dr, dc in MOVES
+                  if 0 <= r + dr < jr and 0 <= c + dc < jc and not seen[r + dr, c + dc]]
+        if not unseen:
+            stack.pop()
+            continue
+        nr, nc = unseen[rng.integers(len(unseen))]
+        seen[nr, nc] = free[2 * nr, 2 * nc] = free[r + nr, c + nc] = True
+        stack.append((nr, nc))
+    between = np.zeros_like(free)
+    between[::2, 1:cols - 1:2] = True    # between two junctions of a row
+    between[1:rows - 1:2, ::2] = True    # ... of a column
+    free |= between & (rng.random(free.shape) < draw_float(rng, (0.0, 0.15)))
+    return free
 
 
 def _bfs(free: np.ndarray, start) -> np.ndarray:
@@ -344,7 +381,8 @@ def chain(rng, length=(3, 30), large_length=(31, 100), large_prob=0.1, nchain_pr
 
 def graph(rng, n_states=(3, 64), large_states=(65, 200), large_prob=0.08, n_actions=(2, 6),
           layered_prob=0.35, n_subgoals=(0, 4), cost_prob=0.4, goal_terminal_prob=0.5,
-          trap_prob=0.3, horizon_factor=(1.0, 4.0), horizon=(5, 250)) -> TabularMDP:
+          trap_prob=0.3, horizon_factor=(1.0, 4.0), horizon=(5, 250), square_prob=0.0,
+          square_side=(3, 14)) -> TabularMDP:
     """Deterministic graphs with sub-goals: every action leads to one next state.
 
     General (1 - layered_prob): a random spanning tree from the start (every state reachable;
@@ -354,14 +392,23 @@ def graph(rng, n_states=(3, 64), large_states=(65, 200), large_prob=0.08, n_acti
     Layered (DeepSea-like, layered_prob): L layers of W states; each action moves to the next
       layer, one column left, straight or right (meanings drawn per state); the last layer leads
       to a terminal state; the reward 1 is for moving right at the far corner.
+      Width W <= min(8, sqrt(S)), L = S / W layers: usually longer than wide.
+    Square (DeepSea-like triangle, square_prob, before the above): W = L = side drawn from
+      square_side, so that the rewarding corner is W - 1 rightward moves in a row away from the
+      start, out of reach of dithering as the side grows.
     cost_prob: probability that half of the actions (general) or the rightward moves (layered)
       cost a little. goal_terminal_prob: the goal ends the episode.
     horizon: U(horizon_factor) * (distance to the goal), clipped (layered: L half of the time).
     """
     S_target = draw_size(rng, n_states, large_states, large_prob)
     A = draw_int(rng, n_actions)
+    layered = (n_subgoals, cost_prob, horizon_factor, horizon)
+    if square_prob > 0 and rng.random() < square_prob:  # no draw when off: the stream stays
+        side = draw_int(rng, square_side)
+        return _layered_graph(rng, side, side, A, *layered)
     if rng.random() < layered_prob and S_target >= 5:
-        return _layered_graph(rng, S_target, A, n_subgoals, cost_prob, horizon_factor, horizon)
+        W = int(rng.integers(2, max(3, min(9, int(np.sqrt(S_target)) + 1))))
+        return _layered_graph(rng, max(2, (S_target - 1) // W), W, A, *layered)
     S = S_target
     nxt = -np.ones((S, A), np.int64)
     window = draw_int(rng, (1, S))
@@ -400,9 +447,7 @@ def graph(rng, n_states=(3, 64), large_states=(65, 200), large_prob=0.08, n_acti
     return _mdp(P, R, np.eye(S)[0], H, terminal, "graph")
 
 
-def _layered_graph(rng, S_target, A, n_subgoals, cost_prob, horizon_factor, horizon):
-    W = int(rng.integers(2, max(3, min(9, int(np.sqrt(S_target)) + 1))))
-    L = max(2, (S_target - 1) // W)
+def _layered_graph(rng, L, W, A, n_subgoals, cost_prob, horizon_factor, horizon):
     S = L * W + 1
     end = S - 1
     layer, col = np.divmod(np.arange(L * W), W)
