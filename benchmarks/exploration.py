@@ -28,11 +28,17 @@ PRIOR_SEED = 2_000_003  # a stream used neither for training nor for validation
 PRIOR_MDPS = 200  # 40 once ranked a mode first that 200 fresh ones ranked second
 
 
-def prior_run(knobs: dict, episodes: int, i: int) -> tuple[np.ndarray, str]:
-    """The rlfm agent's online scores (clipped to [-1, 1]) on held-out prior MDP i, seed i,
-    and the MDP's prior family."""
+def held_out_mdp(i: int, prior=None):
+    """Held-out MDP i of `prior` (the default prior when None)."""
+    return sample_mdp(np.random.default_rng(np.random.SeedSequence(PRIOR_SEED, spawn_key=(i,))),
+                      prior)
+
+
+def prior_run(knobs: dict, episodes: int, i: int, prior=None) -> tuple[np.ndarray, str]:
+    """The rlfm agent's online scores (clipped to [-1, 1]) on held-out MDP i of `prior` (the
+    default prior when None), seed i, and the MDP's prior family."""
     torch.set_num_threads(1)
-    mdp = sample_mdp(np.random.default_rng(np.random.SeedSequence(PRIOR_SEED, spawn_key=(i,))))
+    mdp = held_out_mdp(i, prior)
     agent = agents.make("rlfm", mdp.n_states, mdp.n_actions, mdp.horizon, seed=i, **knobs)
     run = evaluate.online_run(TabularEnv(mdp), mdp, agent, episodes, seed=i,
                               reference=ScoreReference.of(mdp))

@@ -13,6 +13,7 @@ optional per-state entries kept consistent by `permute`:
   reward_noise: std of Gaussian noise on observed rewards (bandits)
   cells (S, 2), cell_kind (S,), layout (rows, cols) bool: a gridworld's geometry
   state_perm (S,), action_perm (A,): new index of each canonical state / action
+  deep: "square" or "maze" for the structures that only deep exploration solves
 Terminal states are absorbing with zero reward; an episode ends on entering one.
 """
 
@@ -263,7 +264,7 @@ def grid(rng, side=(2, 10), large_side=(11, 14), large_prob=0.1, wall_density=(0
         R = np.concatenate([R, np.where(terminal, 0.0, entry)[:, None]], axis=1)
     return _mdp(P, R, mdp.initial, H, terminal, "grid",
                 entry_reward=None if cliffs else entry, cells=np.array(cells), cell_kind=kind,
-                layout=free)
+                layout=free, **({"deep": "maze"} if maze else {}))
 
 
 def _add_rooms(rng, free: np.ndarray) -> None:
@@ -405,7 +406,9 @@ def graph(rng, n_states=(3, 64), large_states=(65, 200), large_prob=0.08, n_acti
     layered = (n_subgoals, cost_prob, horizon_factor, horizon)
     if square_prob > 0 and rng.random() < square_prob:  # no draw when off: the stream stays
         side = draw_int(rng, square_side)
-        return _layered_graph(rng, side, side, A, *layered)
+        mdp = _layered_graph(rng, side, side, A, *layered)
+        mdp.info["deep"] = "square"
+        return mdp
     if rng.random() < layered_prob and S_target >= 5:
         W = int(rng.integers(2, max(3, min(9, int(np.sqrt(S_target)) + 1))))
         return _layered_graph(rng, max(2, (S_target - 1) // W), W, A, *layered)
