@@ -38,7 +38,7 @@ from rlfm.train import RunConfig, validate, validation_set
 from common import RESULTS_DIR, machine, write_section
 
 ROWS = RESULTS_DIR / "deep_prior.json"
-DEEP = RunConfig.load(Path(__file__).parent.parent / "configs" / "rlfm-v4-deep.toml").prior
+DEEP = load_config(Path(__file__).parent.parent / "configs" / "rlfm-v4-deep.toml").to_dict()
 PRIORS = {"deep": DEEP, "default": {}}
 BASE = "rlfm-v3"
 EPISODES = 100

@@ -289,6 +289,20 @@ def test_config_file_overrides_and_errors(tmp_path):
         load_config(bad)
 
 
+def test_a_training_configuration_gives_its_prior():
+    """The deep prior of configs/rlfm-v4-deep.toml, read from that file's [prior] table, holds
+    squares and mazes; the default holds neither."""
+    from pathlib import Path
+
+    deep = load_config(Path(__file__).parent.parent / "configs" / "rlfm-v4-deep.toml")
+    assert deep.families["graph"]["square_prob"] > 0 and deep.families["grid"]["maze_prob"] > 0
+    rng = np.random.default_rng(0)
+    tags = [sample_mdp(rng, deep).info.get("deep") for _ in range(300)]
+    assert 0.03 < tags.count("square") / 300 < 0.15 and 0.03 < tags.count("maze") / 300 < 0.15
+    rng = np.random.default_rng(0)
+    assert not any(sample_mdp(rng).info.get("deep") for _ in range(100))
+
+
 def test_cli_prints_a_table_and_draws(tmp_path):
     from typer.testing import CliRunner
 

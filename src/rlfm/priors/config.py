@@ -110,7 +110,8 @@ class PriorConfig:
 
 
 def load_config(config: PriorConfig | str | os.PathLike | dict | None = None) -> PriorConfig:
-    """The prior: the default (None), a TOML file, a dict, or an existing PriorConfig."""
+    """The prior: the default (None), a TOML file (a prior, or a training configuration, whose
+    [prior] table of overrides is read), a dict, or an existing PriorConfig."""
     if config is None:
         return _DEFAULT()
     if isinstance(config, PriorConfig):
@@ -124,6 +125,8 @@ def load_config(config: PriorConfig | str | os.PathLike | dict | None = None) ->
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PriorConfigError(f"{path}: not a valid TOML file ({e})") from None
+    if {"model", "train"} & set(data):   # a training configuration
+        return PriorConfig.from_dict(data.get("prior", {}), source=f"{path} [prior]")
     return PriorConfig.from_dict(data, source=str(path))
 
 
