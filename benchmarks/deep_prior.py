@@ -8,11 +8,12 @@ of the default prior:
 - online, the suite's protocol on prior MDPs: 100 episodes, one seed per MDP, AUC of the
   reported policy's normalised score (each clipped to [-1, 1]), paired per MDP, overall, on the
   deep structures alone and per family; per-step sampling for both checkpoints, and, on the
-  deep prior, the candidate with persistent sampling (the acting rule that the default prior
-  could not reward) at persistences 0.5 and 0.8.
+  deep prior, both with persistent sampling (the acting rule that the default prior could not
+  reward) at persistences 0.5 and 0.8.
 
-Online rows are saved in benchmarks/results/deep_prior.json as they are done and not run again
-while the checkpoints' weights, the package version, the priors and the budget are the same.
+Online rows are saved in benchmarks/results/deep_prior.json as they are done, keyed by the
+checkpoint's weights, and not run again while those, the package version, the priors and the
+budget are the same.
 
     python benchmarks/deep_prior.py [--candidate rlfm-v4-deep] [--mdps 200] [--workers 2]
 """
@@ -55,24 +56,30 @@ def _row(checkpoint: str, rule: str, prior: str, i: int) -> tuple:
 
 
 def online_rows(runs: list[tuple[str, str, str]], mdps: int, workers: int) -> dict:
-    """{(checkpoint, rule, prior): {i: (auc, family, deep)}} for held-out MDPs 0..mdps-1."""
-    checkpoints = sorted({c for c, _, _ in runs})
-    key = {"weights_sha256": {c: read_config(resolve(c))["weights_sha256"] for c in checkpoints},
-           "rlfm": rlfm.__version__, "episodes": EPISODES,
+    """{(checkpoint, rule, prior): {i: (auc, family, deep)}} for held-out MDPs 0..mdps-1. Saved
+    rows are keyed by the checkpoint's weights, so a new candidate leaves the others' rows."""
+    key = {"rlfm": rlfm.__version__, "episodes": EPISODES,
            "priors": hashlib.sha256(json.dumps(PRIORS, sort_keys=True).encode()).hexdigest()}
+    sha = {c: read_config(resolve(c))["weights_sha256"] for c, _, _ in runs}
     saved = json.loads(ROWS.read_text()) if ROWS.exists() else {}
-    rows = {tuple(k.split("|")): {int(i): tuple(r) for i, r in v.items()}
-            for k, v in saved.get("rows", {}).items()} if saved.get("key") == key else {}
+    stored = saved.get("rows", {}) if saved.get("key") == key else {}
+
+    def name(run):
+        return "|".join((sha[run[0]], *run[1:]))
+
+    rows = {run: {int(i): tuple(r) for i, r in stored.get(name(run), {}).items()}
+            for run in runs}
 
     def save():
-        atomic_write_text(ROWS, json.dumps({"key": key, "rows": {
-            "|".join(k): v for k, v in rows.items()}}, indent=0, sort_keys=True))
+        stored.update({name(run): r for run, r in rows.items()})
+        atomic_write_text(ROWS, json.dumps({"key": key, "rows": stored}, indent=0,
+                                           sort_keys=True))
 
-    todo = [(*run, i) for i in range(mdps) for run in runs if i not in rows.get(run, {})]
+    todo = [(*run, i) for i in range(mdps) for run in runs if i not in rows[run]]
     with ProcessPoolExecutor(workers) as pool:
         for done, job in enumerate(as_completed([pool.submit(_row, *t) for t in todo]), 1):
             *run, i, auc, family, deep = job.result()
-            rows.setdefault(tuple(run), {})[i] = (auc, family, deep)
+            rows[tuple(run)][i] = (auc, family, deep)
             if done % 20 == 0 or done == len(todo):
                 save()
     return rows
@@ -94,7 +101,7 @@ def main(candidate: str, mdps: int, workers: int, validation: int = VALIDATION) 
     torch.set_num_threads(1)
     checkpoints = [BASE, candidate]
     runs = [(c, "sample", p) for p in PRIORS for c in checkpoints] + \
-        [(candidate, rule, "deep") for rule in RULES if rule != "sample"]
+        [(c, rule, "deep") for c in checkpoints for rule in RULES if rule != "sample"]
     lines = ["## The deep prior: DeepSea-like squares and mazes", "",
              f"`python benchmarks/deep_prior.py` on {machine()}: `{candidate}` (fine-tuned from "
              f"{BASE} on the deep prior, `configs/rlfm-v4-deep.toml`) against {BASE}, on "
@@ -131,12 +138,13 @@ def main(candidate: str, mdps: int, workers: int, validation: int = VALIDATION) 
     for family in sorted({r[1] for r in base["deep"].values()}):
         lines.append(f"| deep | {family} | {versus} | "
                      f"{paired(base['deep'], new['deep'], mdps, lambda r, f=family: r[1] == f)} |")
-    for rule in RULES:
-        if rule == "sample":
-            continue
-        for name, where in subsets.items():
-            lines.append(f"| deep | {name} | {candidate}: sample → {rule} | "
-                         f"{paired(new['deep'], rows[(candidate, rule, 'deep')], mdps, where)} |")
+    for c in checkpoints:
+        for rule in RULES:
+            if rule == "sample":
+                continue
+            for name, where in subsets.items():
+                pair = paired(rows[(c, "sample", "deep")], rows[(c, rule, "deep")], mdps, where)
+                lines.append(f"| deep | {name} | {c}: sample → {rule} | {pair} |")
     text = "\n".join(lines)
     write_section("27_deep_prior", text)
     return text
