@@ -7,13 +7,14 @@ of the default prior:
   exact normalised scores of the acting head's greedy policy and of the exploitation policy;
 - online, the suite's protocol on prior MDPs: 100 episodes, one seed per MDP, AUC of the
   reported policy's normalised score (each clipped to [-1, 1]), paired per MDP, overall, on the
-  deep structures alone and per family; per-step sampling for both checkpoints, and, on the
-  deep prior, both with persistent sampling (the acting rule that the default prior could not
-  reward) at persistences 0.5 and 0.8.
+  deep structures alone and per family; per-step sampling for both checkpoints, and rlfm-v3
+  with persistent sampling (the acting rule that the default prior could not reward) at
+  persistences 0.5 and 0.8. A third prior, "structures", holds only the deep structures (as
+  many squares as mazes), for a closer look at them.
 
 Online rows are saved in benchmarks/results/deep_prior.json as they are done, keyed by the
-checkpoint's weights, and not run again while those, the package version, the priors and the
-budget are the same.
+checkpoint's weights, the rule and the prior's settings, and not run again while those, the
+package version and the budget are the same.
 
     python benchmarks/deep_prior.py [--candidate rlfm-v4-deep] [--mdps 200] [--workers 2]
 """
@@ -40,7 +41,13 @@ from common import RESULTS_DIR, machine, write_section
 
 ROWS = RESULTS_DIR / "deep_prior.json"
 DEEP = load_config(Path(__file__).parent.parent / "configs" / "rlfm-v4-deep.toml").to_dict()
-PRIORS = {"deep": DEEP, "default": {}}
+# the deep structures alone: DeepSea-like squares and mazes, half and half
+STRUCTURES = {**DEEP, "mixture": {"graph": 1.0, "grid": 1.0}, "families": {
+    **DEEP["families"], "graph": {**DEEP["families"]["graph"], "square_prob": 1.0},
+    "grid": {**DEEP["families"]["grid"], "maze_prob": 1.0}}}
+PRIORS = {"deep": DEEP, "default": {}, "structures": STRUCTURES}
+SHOWN = {"deep": ("all", "squares", "mazes", "other"), "default": ("all",),
+         "structures": ("squares", "mazes")}   # the subsets of MDPs in the online table
 BASE = "rlfm-v3"
 EPISODES = 100
 VALIDATION = 2048
@@ -58,14 +65,15 @@ def _row(checkpoint: str, rule: str, prior: str, i: int) -> tuple:
 def online_rows(runs: list[tuple[str, str, str]], mdps: int, workers: int) -> dict:
     """{(checkpoint, rule, prior): {i: (auc, family, deep)}} for held-out MDPs 0..mdps-1. Saved
     rows are keyed by the checkpoint's weights, so a new candidate leaves the others' rows."""
-    key = {"rlfm": rlfm.__version__, "episodes": EPISODES,
-           "priors": hashlib.sha256(json.dumps(PRIORS, sort_keys=True).encode()).hexdigest()}
+    key = {"rlfm": rlfm.__version__, "episodes": EPISODES}
     sha = {c: read_config(resolve(c))["weights_sha256"] for c, _, _ in runs}
     saved = json.loads(ROWS.read_text()) if ROWS.exists() else {}
     stored = saved.get("rows", {}) if saved.get("key") == key else {}
 
-    def name(run):
-        return "|".join((sha[run[0]], *run[1:]))
+    def name(run):   # the weights, the rule, the prior's name and its settings
+        checkpoint, rule, prior = run
+        settings = hashlib.sha256(json.dumps(PRIORS[prior], sort_keys=True).encode())
+        return "|".join((sha[checkpoint], rule, prior, settings.hexdigest()[:16]))
 
     rows = {run: {int(i): tuple(r) for i, r in stored.get(name(run), {}).items()}
             for run in runs}
@@ -101,11 +109,12 @@ def main(candidate: str, mdps: int, workers: int, validation: int = VALIDATION) 
     torch.set_num_threads(1)
     checkpoints = [BASE, candidate]
     runs = [(c, "sample", p) for p in PRIORS for c in checkpoints] + \
-        [(c, rule, "deep") for c in checkpoints for rule in RULES if rule != "sample"]
+        [(BASE, rule, p) for rule in RULES if rule != "sample" for p in ("deep", "structures")]
     lines = ["## The deep prior: DeepSea-like squares and mazes", "",
              f"`python benchmarks/deep_prior.py` on {machine()}: `{candidate}` (fine-tuned from "
              f"{BASE} on the deep prior, `configs/rlfm-v4-deep.toml`) against {BASE}, on "
-             "held-out MDPs of the deep prior and of the default prior.", "",
+             "held-out MDPs of the deep prior, of the default prior and of the deep structures "
+             "alone (squares and mazes, half and half).", "",
              f"Validation ({validation:,} MDPs of each prior with their sampled contexts, "
              "`rlfm.train.validate`; exact normalised scores, each clipped to [-1, 1]):", "",
              "| prior | checkpoint | policy loss | acting score | exploitation score |",
@@ -131,20 +140,22 @@ def main(candidate: str, mdps: int, workers: int, validation: int = VALIDATION) 
     versus = f"{BASE} → {candidate}"
     for prior in PRIORS:
         for name, where in subsets.items():
-            if prior == "default" and name != "all":
+            if name not in SHOWN[prior]:
                 continue
             lines.append(f"| {prior} | {name} | {versus} | "
                          f"{paired(base[prior], new[prior], mdps, where)} |")
     for family in sorted({r[1] for r in base["deep"].values()}):
         lines.append(f"| deep | {family} | {versus} | "
                      f"{paired(base['deep'], new['deep'], mdps, lambda r, f=family: r[1] == f)} |")
-    for c in checkpoints:
-        for rule in RULES:
-            if rule == "sample":
-                continue
+    for rule in RULES:
+        if rule == "sample":
+            continue
+        for prior in ("deep", "structures"):
             for name, where in subsets.items():
-                pair = paired(rows[(c, "sample", "deep")], rows[(c, rule, "deep")], mdps, where)
-                lines.append(f"| deep | {name} | {c}: sample → {rule} | {pair} |")
+                if name in SHOWN[prior]:
+                    pair = paired(rows[(BASE, "sample", prior)], rows[(BASE, rule, prior)],
+                                  mdps, where)
+                    lines.append(f"| {prior} | {name} | {BASE}: sample → {rule} | {pair} |")
     text = "\n".join(lines)
     write_section("27_deep_prior", text)
     return text

@@ -131,6 +131,23 @@ def test_the_posterior_checkpoint_is_v3_plus_a_sampler():
     assert {name.split(".")[0] for name in set(posterior) - set(v3)} == {"sampler"}
 
 
+def test_the_deep_checkpoint_is_v3_fine_tuned_by_its_config_file():
+    """rlfm-v4-deep records the training configuration of configs/rlfm-v4-deep.toml (the deep
+    prior, started from rlfm-v3) and has v3's architecture."""
+    from pathlib import Path
+
+    from rlfm.checkpoint import pretrained_path, read_config
+    from rlfm.train import RunConfig
+
+    config = RunConfig.load(Path(__file__).parent.parent / "configs" / "rlfm-v4-deep.toml")
+    shipped = read_config(pretrained_path("rlfm-v4-deep"))
+    assert shipped["training"] == json.loads(json.dumps(config.to_dict()))
+    assert shipped["training"]["train"]["init"] == "rlfm-v3"
+    v3, deep = (load_model(pretrained_path(n)).state_dict() for n in ("rlfm-v3", "rlfm-v4-deep"))
+    assert {k: v.shape for k, v in v3.items()} == {k: v.shape for k, v in deep.items()}
+    assert any(not torch.equal(v3[k], deep[k]) for k in v3)
+
+
 def test_posterior_actions_are_a_plan_drawn_by_the_seed():
     torch.manual_seed(0)
     model = RLFM(ModelConfig(width=16, steps=2, noise_dim=2))
