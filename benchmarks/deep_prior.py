@@ -72,7 +72,8 @@ def online_rows(runs: list[tuple[str, str, str]], mdps: int, workers: int) -> di
 
     def name(run):   # the weights, the rule, the prior's name and its settings
         checkpoint, rule, prior = run
-        settings = hashlib.sha256(json.dumps(PRIORS[prior], sort_keys=True).encode())
+        resolved = load_config(PRIORS[prior] or None).to_dict()   # the default's too
+        settings = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode())
         return "|".join((sha[checkpoint], rule, prior, settings.hexdigest()[:16]))
 
     rows = {run: {int(i): tuple(r) for i, r in stored.get(name(run), {}).items()}

@@ -125,7 +125,7 @@ def load_config(config: PriorConfig | str | os.PathLike | dict | None = None) ->
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PriorConfigError(f"{path}: not a valid TOML file ({e})") from None
-    if {"model", "train"} & set(data):   # a training configuration
+    if {"model", "train", "validation", "prior"} & set(data):   # a training configuration
         return PriorConfig.from_dict(data.get("prior", {}), source=f"{path} [prior]")
     return PriorConfig.from_dict(data, source=str(path))
 

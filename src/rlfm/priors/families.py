@@ -286,7 +286,8 @@ def _add_rooms(rng, free: np.ndarray) -> None:
 def _maze(rng, rows: int, cols: int) -> np.ndarray:
     """Free cells of a maze: junctions at even (row, column), joined through the cell between
     them along a random depth-first spanning tree (one path between any two), then each
-    remaining wall between two junctions opened with a probability U(0, 0.15) (loops)."""
+    remaining wall between two junctions opened with a probability U(0, 0.15) (loops). An even
+    number of rows (columns) leaves the last one all wall."""
     free = np.zeros((rows, cols), bool)
     jr, jc = (rows + 1) // 2, (cols + 1) // 2
     seen = np.zeros((jr, jc), bool)
@@ -394,9 +395,9 @@ def graph(rng, n_states=(3, 64), large_states=(65, 200), large_prob=0.08, n_acti
       layer, one column left, straight or right (meanings drawn per state); the last layer leads
       to a terminal state; the reward 1 is for moving right at the far corner.
       Width W <= min(8, sqrt(S)), L = S / W layers: usually longer than wide.
-    Square (DeepSea-like triangle, square_prob, before the above): W = L = side drawn from
-      square_side, so that the rewarding corner is W - 1 rightward moves in a row away from the
-      start, out of reach of dithering as the side grows.
+    Square (DeepSea-like triangle, square_prob, before the above): W = L = side drawn
+      log-uniformly from square_side, so that the reward lies W rightward moves in a row from
+      the start, out of reach of dithering as the side grows.
     cost_prob: probability that half of the actions (general) or the rightward moves (layered)
       cost a little. goal_terminal_prob: the goal ends the episode.
     horizon: U(horizon_factor) * (distance to the goal), clipped (layered: L half of the time).
