@@ -30,11 +30,10 @@ import numpy as np
 import torch
 
 import rlfm
-from exploration import PRIOR_SEED, prior_run  # a sibling script
+from exploration import held_out_mdp, prior_run  # a sibling script
 from rlfm.agents.rlfm import load_network
 from rlfm.checkpoint import pretrained_path, read_config
 from rlfm.io import atomic_write_text
-from rlfm.priors.sampler import sample_mdp
 from rlfm.world import MDPBatch, online
 
 from common import RESULTS_DIR, machine, write_section
@@ -104,8 +103,8 @@ def batched(n: int, chunk: int, device: str, rows: dict) -> dict:
     network, auc = load_network(device=device), np.empty(n)
     start = time.perf_counter()
     for lo in range(0, n, chunk):
-        world = MDPBatch.from_mdps([sample_mdp(np.random.default_rng(np.random.SeedSequence(
-            PRIOR_SEED, spawn_key=(i,)))) for i in range(lo, min(n, lo + chunk))], device)
+        world = MDPBatch.from_mdps([held_out_mdp(i) for i in range(lo, min(n, lo + chunk))],
+                                   device)
         J = online(world, EPISODES, lambda stats, w=world: network.batch_policies(
             stats, w.horizon), torch.Generator(device).manual_seed(lo))
         auc[lo + world.source.cpu().numpy()] = \

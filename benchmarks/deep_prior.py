@@ -70,17 +70,16 @@ def online_rows(runs: list[tuple[str, str, str]], mdps: int, workers: int) -> di
     saved = json.loads(ROWS.read_text()) if ROWS.exists() else {}
     stored = saved.get("rows", {}) if saved.get("key") == key else {}
 
-    def name(run):   # the weights, the rule, the prior's name and its settings
-        checkpoint, rule, prior = run
-        resolved = load_config(PRIORS[prior] or None).to_dict()   # the default's too
-        settings = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode())
-        return "|".join((sha[checkpoint], rule, prior, settings.hexdigest()[:16]))
-
-    rows = {run: {int(i): tuple(r) for i, r in stored.get(name(run), {}).items()}
+    settings = {p: hashlib.sha256(json.dumps(load_config(PRIORS[p] or None).to_dict(),
+                                             sort_keys=True).encode()).hexdigest()[:16]
+                for _, _, p in runs}   # the resolved prior, the default's too
+    # a saved row's name: the weights, the rule, the prior's name and its settings
+    name = {run: "|".join((sha[run[0]], run[1], run[2], settings[run[2]])) for run in runs}
+    rows = {run: {int(i): tuple(r) for i, r in stored.get(name[run], {}).items()}
             for run in runs}
 
     def save():
-        stored.update({name(run): r for run, r in rows.items()})
+        stored.update({name[run]: r for run, r in rows.items()})
         atomic_write_text(ROWS, json.dumps({"key": key, "rows": stored}, indent=0,
                                            sort_keys=True))
 

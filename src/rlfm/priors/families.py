@@ -407,9 +407,7 @@ def graph(rng, n_states=(3, 64), large_states=(65, 200), large_prob=0.08, n_acti
     layered = (n_subgoals, cost_prob, horizon_factor, horizon)
     if square_prob > 0 and rng.random() < square_prob:  # no draw when off: the stream stays
         side = draw_int(rng, square_side)
-        mdp = _layered_graph(rng, side, side, A, *layered)
-        mdp.info["deep"] = "square"
-        return mdp
+        return _layered_graph(rng, side, side, A, *layered, deep="square")
     if rng.random() < layered_prob and S_target >= 5:
         W = int(rng.integers(2, max(3, min(9, int(np.sqrt(S_target)) + 1))))
         return _layered_graph(rng, max(2, (S_target - 1) // W), W, A, *layered)
@@ -451,7 +449,7 @@ def graph(rng, n_states=(3, 64), large_states=(65, 200), large_prob=0.08, n_acti
     return _mdp(P, R, np.eye(S)[0], H, terminal, "graph")
 
 
-def _layered_graph(rng, L, W, A, n_subgoals, cost_prob, horizon_factor, horizon):
+def _layered_graph(rng, L, W, A, n_subgoals, cost_prob, horizon_factor, horizon, **info):
     S = L * W + 1
     end = S - 1
     layer, col = np.divmod(np.arange(L * W), W)
@@ -478,7 +476,7 @@ def _layered_graph(rng, L, W, A, n_subgoals, cost_prob, horizon_factor, horizon)
     H = L if rng.random() < 0.5 else _clip_horizon(draw_float(rng, horizon_factor, log=True) * L,
                                                     horizon)
     H = int(np.clip(H, horizon[0], horizon[1]))
-    return _mdp(P, R, np.eye(S)[0], H, terminal, "graph", layered=(L, W))
+    return _mdp(P, R, np.eye(S)[0], H, terminal, "graph", layered=(L, W), **info)
 
 
 def _graph_bfs(nxt: np.ndarray, start: int) -> np.ndarray:
