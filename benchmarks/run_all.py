@@ -15,7 +15,7 @@ from rlfm.bench import assemble_results
 
 HERE = Path(__file__).parent
 SCRIPTS = ["solver_speed", "world_throughput", "checkpoints", "deep_prior", "suite", "exploration",
-           "acting_rule", "posterior_online", "online_diagnosis", "planning",
+           "acting_rule", "posterior_spread", "posterior_online", "online_diagnosis", "planning",
            "model_speed", "ablations"]
 
 def main(names: list[str]) -> None:

@@ -164,9 +164,11 @@ def test_posterior_actions_are_a_plan_drawn_by_the_seed():
         RLFM(ModelConfig(width=16, steps=2)).posterior_actions(stats, 20)
 
 
-def test_several_draws_make_the_pairwise_maximum_of_single_draws():
+@pytest.mark.parametrize("spread", [1.0, 4.0])
+def test_several_draws_make_the_pairwise_maximum_of_single_draws(spread):
     """`samples` draws run as one pass over copies of the graph: the hypothesis is the
-    pairwise maximum of the rewards of the same draws made one at a time."""
+    pairwise maximum of the rewards of the same draws made one at a time, its distance from
+    their mean multiplied by `spread`."""
     torch.manual_seed(0)
     model = RLFM(ModelConfig(width=16, steps=2, noise_dim=2))
     for p in model.sampler.reward_head[-1].parameters():
@@ -178,8 +180,11 @@ def test_several_draws_make_the_pairwise_maximum_of_single_draws():
         deltas = torch.stack([model.sampler(g, model.sampler.draw_noise(g, gen))
                               for _ in range(3)])
     tie = torch.rand(g.n_states, 4, generator=gen).to(deltas)
-    alone = sample_plan(g, deltas.amax(0), greedy_actions=True, tie_noise=tie).actions.T.numpy()
-    batched = model.posterior_actions(stats, 20, torch.Generator().manual_seed(4), samples=3)
+    top, mean = deltas.amax(0), deltas.mean(0)
+    hypothesis = top if spread == 1.0 else mean + spread * (top - mean)
+    alone = sample_plan(g, hypothesis, greedy_actions=True, tie_noise=tie).actions.T.numpy()
+    batched = model.posterior_actions(stats, 20, torch.Generator().manual_seed(4), samples=3,
+                                      spread=spread)
     np.testing.assert_array_equal(batched, alone)
 
 

@@ -115,6 +115,9 @@ def test_mixed_exploration_alternates_posterior_plans_and_sampling(checkpoint):
     assert rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint).mode == "sample"
     with pytest.raises(RlfmError, match="samples"):
         rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint, samples=0)
+    for bad in (0.0, -1.0, float("inf"), float("nan"), "wide", True, None):
+        with pytest.raises(RlfmError, match="spread"):
+            rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint, spread=bad)
 
 
 def test_offline_fit_returns_the_exploitation_heads_policy(checkpoint):

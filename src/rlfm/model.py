@@ -326,10 +326,11 @@ class RLFM(nn.Module):
     @torch.no_grad()
     def posterior_actions(self, stats: Statistics, horizon: int,
                           generator: torch.Generator | None = None,
-                          samples: int = 1) -> np.ndarray:
+                          samples: int = 1, spread: float = 1.0) -> np.ndarray:
         """A hypothesis of the posterior sampler and its plan: the greedy action (H, S) of
         every step and state (exact ties broken at random). With several `samples`, the
-        hypothesis takes each pair's largest reward among them (optimism where they differ)."""
+        hypothesis takes each pair's largest reward among them (optimism where they differ),
+        its distance from the draws' mean multiplied by `spread`."""
         if self.sampler is None:
             raise ValueError("this checkpoint has no posterior sampler")
         g = self._graph(stats, horizon)
@@ -337,7 +338,12 @@ class RLFM(nn.Module):
         noise = [self.sampler.draw_noise(g, generator) for _ in range(samples)]
         copies = GraphBatch.concatenate([g] * samples)
         delta = self.sampler(copies, tuple(torch.cat(parts) for parts in zip(*noise, strict=True)))
-        delta = delta.view(samples, -1).amax(0)
+        delta = delta.view(samples, -1)
+        top = delta.amax(0)
+        if spread != 1.0:
+            mean = delta.mean(0)
+            top = mean + spread * (top - mean)
+        delta = top
         tie = torch.rand(g.n_states, int(g.graph_actions.max()), generator=generator,
                          device=None if generator is None else generator.device).to(delta)
         return sample_plan(g, delta, greedy_actions=True, tie_noise=tie).actions.T.cpu().numpy()

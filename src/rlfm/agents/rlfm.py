@@ -16,8 +16,11 @@ acts on them. `exploration`:
                       against the current) has a chance near p * persistence^(k-1), not p^k;
   "posterior"         posterior sampling with a learned prior (a checkpoint with a posterior
                       sampler, `model.PosteriorSampler`: "rlfm-v3-posterior"): one hypothesis
-                      about the MDP per episode, the pairwise upper envelope of the rewards of
-                      `samples` draws, and its plan followed for the whole episode;
+                      about the MDP per episode, and its plan followed for the whole episode;
+                      the hypothesis's rewards are the mean of `samples` draws plus `spread`
+                      times their pairwise maximum's distance from it (spread 1: the upper
+                      envelope of the draws; large: a plan that seeks what the sampler is
+                      least sure of);
   "mixed"             each episode, with probability 1/2, as "posterior", otherwise as
                       "sample" (also needs a posterior sampler);
   "gumbel"            one deterministic policy per episode: argmax of logits + Gumbel noise drawn
@@ -29,10 +32,14 @@ The default is the mode with the best online AUC on held-out prior MDPs
 per-step sampling dithers (FourRooms, SixArms; DeepSea with persistence 0.8:
 benchmarks/posterior_online.py); its default persistence, 0.5, ties with per-step sampling on
 held-out prior MDPs at the suite's budget, and 0.8 scores below it (benchmarks/acting_rule.py).
-The posterior modes reach far goals that per-step sampling does not (FrozenLake 8x8), but the
-sampler's hypotheses vary too little, so that alone it gets stuck where PSRL does not
-(RiverSwim, bandits with long episodes), and mixed with per-step sampling it scored no better
-than sampling alone on held-out prior MDPs. Greedy acting behaves like certainty-equivalent
+The posterior modes reach far goals that per-step sampling does not (FrozenLake 8x8, DeepSea-like
+squares of the deep prior). At spread 1 the hypotheses, calibrated for the sampler's training
+score, are too timid to act on: alone they get stuck on bandits with long episodes and on
+RiverSwim. Widened (`spread`, benchmarks/posterior_spread.py), posterior acting on held-out
+prior MDPs rises from 0.589 to 0.73-0.74 for any spread from 5 to 1,000, still below per-step
+sampling (0.776), and on held-out squares from 0.46 (sampling) to 0.70-0.71; the largest
+spread sets the hypothesis's scale by the sampler's uncertainty alone, not by the size of the
+rewards seen so far (tiny costs, on DeepSea). Greedy acting behaves like certainty-equivalent
 control and gets stuck (NChain, Garnet20).
 The exploitation policy (`policy()`, and `fit` offline) is, with a checkpoint that has an
 exploitation head, that head's stochastic policy softmax(exploit logits), the policy whose
@@ -60,6 +67,10 @@ EXPLORATION = ("sample", "persistent", "posterior", "mixed", "gumbel", "greedy")
 POSTERIOR_SHARE = 0.5   # of the episodes of "mixed" (chosen on held-out prior MDPs)
 PERSISTENCE = 0.5       # of "persistent": the chance to keep the quantile at each step (the
                         # default of the knob `persistence`; chosen on held-out prior MDPs)
+SPREAD = 1000.0         # of the posterior modes: how far the hypothesis lies from the mean
+                        # of the draws, in units of their pairwise maximum's distance from it
+                        # (the default of the knob `spread`; chosen on held-out prior MDPs,
+                        # benchmarks/posterior_spread.py)
 _MODELS: dict = {}  # one loaded network per checkpoint path and process
 
 
@@ -117,7 +128,7 @@ class RLFMAgent(ModelBasedAgent):
 
     def __init__(self, n_states, n_actions, horizon, seed=0, checkpoint: str | None = None,
                  exploration: str = "sample", device: str = "cpu", samples: int = 8,
-                 persistence: float = PERSISTENCE):
+                 persistence: float = PERSISTENCE, spread: float = SPREAD):
         if exploration not in EXPLORATION:
             raise RlfmError(f"rlfm: exploration must be one of {', '.join(EXPLORATION)}, "
                             f"got {exploration!r}")
@@ -126,12 +137,16 @@ class RLFMAgent(ModelBasedAgent):
         if isinstance(persistence, bool | np.bool_) or not isinstance(persistence, Real) \
                 or not 0.0 <= persistence <= 1.0:
             raise RlfmError(f"rlfm: persistence must be a number in [0, 1], got {persistence!r}")
+        if isinstance(spread, bool | np.bool_) or not isinstance(spread, Real) \
+                or not 0.0 < spread < np.inf:
+            raise RlfmError(f"rlfm: spread must be a positive number, got {spread!r}")
         self.network = load_network(checkpoint, device)
         if exploration in ("posterior", "mixed") and self.network.sampler is None:
             raise RlfmError(f"rlfm: exploration {exploration} needs a checkpoint with a "
                             "posterior sampler (such as rlfm-v3-posterior)")
         self.exploration, self.samples = exploration, samples
         self.persistence = float(persistence)
+        self.spread = float(spread)
         super().__init__(n_states, n_actions, horizon, seed)
 
     def plan(self) -> None:
@@ -157,7 +172,7 @@ class RLFMAgent(ModelBasedAgent):
             seed = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
             with _one_thread():
                 self.acting = self.network.posterior_actions(self.stats, self.horizon, seed,
-                                                             self.samples)
+                                                             self.samples, self.spread)
         self._exploit = None
 
     def act(self, state: int, step: int) -> int:
