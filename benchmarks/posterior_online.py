@@ -33,7 +33,8 @@ KNOBS = {"persistent": {"exploration": "persistent"},
          "mixed": {"exploration": "mixed", "checkpoint": "rlfm-v3-posterior"},
          "v4-deep": {"checkpoint": "rlfm-v4-deep"}}
 MODES = tuple(KNOBS)
-CONSTANTS = {"persistent": ("PERSISTENCE",), "posterior": (), "mixed": ("POSTERIOR_SHARE",),
+CONSTANTS = {"persistent": ("PERSISTENCE",), "posterior": ("SPREAD",),
+             "mixed": ("POSTERIOR_SHARE", "SPREAD"),
              "v4-deep": ()}
 COLUMNS = ("rlfm", "psrl", "psrl (tuned)", "ucbvi (tuned)")
 
@@ -82,10 +83,11 @@ def main(seeds: int) -> str:
              f"step with probability {agent.PERSISTENCE}; the default checkpoint) and, with the "
              "checkpoint "
              "`rlfm-v3-posterior`, `\"posterior\"` (the plan of one hypothesis per episode, 8 "
-             "draws) and `\"mixed\"` (that on a random half of the episodes, per-step sampling "
-             "on the others); and the checkpoint `rlfm-v4-deep` (rlfm-v3 fine-tuned on the deep "
-             f"prior) with per-step sampling; {seeds} seeds, the suite's episode budgets E; the "
-             "other columns are the suite's (rlfm: the default, per-step sampling). Episodes to 0.9 / AUC. "
+             f"draws, spread {agent.SPREAD:g}) and `\"mixed\"` (that on a random half of the "
+             "episodes, per-step sampling on the others); and the checkpoint `rlfm-v4-deep` "
+             "(rlfm-v3 fine-tuned on the deep prior) with per-step sampling; "
+             f"{seeds} seeds, the suite's episode budgets E; the other columns are the "
+             "suite's (rlfm: the default, per-step sampling). Episodes to 0.9 / AUC. "
              "The last column: which rlfm rows reach PSRL's bar (AUC at least PSRL's and "
              "episodes to 0.9 no more than PSRL's).",
              "",
