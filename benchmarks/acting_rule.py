@@ -1,7 +1,9 @@
 """The rlfm agent's acting rule under the suite's episode budget: online AUC on held-out prior
 MDPs (synthetic, never trained on; the stream of benchmarks/exploration.py) over 200 episodes,
 the middle of the suite's budgets (100 to 300), per-step sampling (the default) against
-persistent sampling at several persistences, paired per MDP (the same MDP and seed). The first
+persistent sampling at several persistences and "mixed" acting with rlfm-v3-posterior (rlfm-v3
+plus its posterior sampler) at the agent's default spread, paired per MDP (the same MDP and
+seed). The first
 50 episodes of each run give exploration.py's 50-episode protocol on the same MDPs.
 
 With --batched N, the default rule is also run on the first N of those MDPs by the batched
@@ -11,9 +13,9 @@ with the network in the loop: its mean AUC must agree with the per-MDP agent's (
 numbers, the same law); the table gives its rate.
 
 Each (rule, MDP) row is saved in benchmarks/results/acting_rule.json as soon as it is done and
-is not run again while the default checkpoint's weights, the package version and the episode
-budget are the same, so that a run can be stopped, resumed, or spread over a machine with more
-cores (--workers).
+is not run again while the default checkpoint's weights (and those of a rule's own checkpoint),
+the package version and the episode budget are the same, so that a run can be stopped,
+resumed, or spread over a machine with more cores (--workers).
 
     python benchmarks/acting_rule.py [--mdps 900] [--workers 2]
 """
@@ -31,7 +33,7 @@ import torch
 
 import rlfm
 from exploration import held_out_mdp, prior_run  # a sibling script
-from rlfm.agents.rlfm import load_network
+from rlfm.agents.rlfm import SPREAD, load_network
 from rlfm.checkpoint import pretrained_path, read_config
 from rlfm.io import atomic_write_text
 from rlfm.world import MDPBatch, online
@@ -43,7 +45,9 @@ EPISODES = 200
 EARLY = 50
 RULES = {"sample": {"exploration": "sample"},
          **{f"persistent {p}": {"exploration": "persistent", "persistence": p}
-            for p in (0.3, 0.5, 0.65, 0.8)}}
+            for p in (0.3, 0.5, 0.65, 0.8)},
+         f"mixed {SPREAD:g}": {"exploration": "mixed", "checkpoint": "rlfm-v3-posterior",
+                               "spread": SPREAD}}
 BASE = "sample"
 BATCHED = RESULTS_DIR / "acting_rule_batched.json"
 
@@ -69,10 +73,19 @@ def save_rows(key: dict, rows: dict, machines: list[str]) -> None:
                                        indent=0, sort_keys=True))
 
 
+def stored_name(rule: str) -> str:
+    """A rule's name in the saved rows: with its own checkpoint, that checkpoint's weights too."""
+    own = RULES[rule].get("checkpoint")
+    return rule if own is None else \
+        f"{rule}|{read_config(pretrained_path(own))['weights_sha256'][:16]}"
+
+
 def run(mdps: int, rules: list[str], workers: int) -> tuple[dict, list[str]]:
     key = {"weights_sha256": read_config(pretrained_path())["weights_sha256"],
            "rlfm": rlfm.__version__, "episodes": EPISODES}
-    rows, machines = load_rows(key)
+    saved, machines = load_rows(key)
+    names = {rule: stored_name(rule) for rule in RULES}
+    rows = {rule: saved[names[rule]] for rule in RULES if names[rule] in saved}
     todo = [(rule, i) for i in range(mdps) for rule in rules if i not in rows.get(rule, {})]
     if todo and machine() not in machines:
         machines.append(machine())
@@ -81,7 +94,7 @@ def run(mdps: int, rules: list[str], workers: int) -> tuple[dict, list[str]]:
             rule, i, *row = job.result()
             rows.setdefault(rule, {})[i] = tuple(row)
             if done % 20 == 0 or done == len(todo):
-                save_rows(key, rows, machines)
+                save_rows(key, {names[r]: v for r, v in rows.items()}, machines)
     return rows, machines
 
 
@@ -122,7 +135,8 @@ def section(rows: dict, machines: list[str]) -> str:
     families = sorted({row[2] for row in rows[BASE].values()})
     lines = ["## Acting rule at the suite's budget", "",
              f"`python benchmarks/acting_rule.py` (rows made on {'; '.join(machines)}): the "
-             f"default checkpoint online on held-out prior MDPs (the stream of exploration.py), "
+             f"default checkpoint online on held-out prior MDPs (the stream of exploration.py; "
+             f"mixed: rlfm-v3-posterior, the same acting weights plus the posterior sampler), "
              f"one seed each, {EPISODES} episodes (the suite's budgets are 100 to 300), scores "
              f"clipped to [-1, 1]; differences from per-step sampling paired per MDP (± SE). "
              f"The first {EARLY} episodes of the same runs are exploration.py's protocol.", "",

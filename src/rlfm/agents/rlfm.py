@@ -40,7 +40,8 @@ prior MDPs rises from 0.589 to 0.73-0.74 for any spread from 5 to 1,000, still b
 sampling (0.776), and on held-out squares from 0.46 (sampling) to 0.70-0.71; the largest
 spread sets the hypothesis's scale by the sampler's uncertainty alone, not by the size of the
 rewards seen so far (tiny costs, on DeepSea). "mixed" at spread 1,000 ties with per-step
-sampling on held-out prior MDPs (0.780 vs 0.776), beats it on the squares (0.634) and reaches
+sampling on held-out prior MDPs over 50 episodes (0.780 vs 0.776), beats it over 200 (0.892
+vs 0.856, benchmarks/acting_rule.py) and on the squares (0.634), and reaches
 PSRL's bar on 7 of the 11 suite MDPs, DeepSea included (benchmarks/posterior_online.py).
 Greedy acting behaves like certainty-equivalent control and gets stuck (NChain, Garnet20).
 The exploitation policy (`policy()`, and `fit` offline) is, with a checkpoint that has an
