@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +32,10 @@ import torch
 import rlfm
 from exploration import held_out_mdp, prior_run  # a sibling script
 from rlfm.checkpoint import load_model, read_config, resolve
-from rlfm.io import atomic_write_text
 from rlfm.priors import load_config
 from rlfm.train import RunConfig, validate, validation_set
 
-from common import RESULTS_DIR, machine, write_section
+from common import RESULTS_DIR, machine, saved_rows, write_section
 
 ROWS = RESULTS_DIR / "deep_prior.json"
 DEEP = load_config(Path(__file__).parent.parent / "configs" / "rlfm-v4-deep.toml").to_dict()
@@ -59,7 +57,7 @@ def _row(checkpoint: str, rule: str, prior: str, i: int) -> tuple:
     config = load_config(PRIORS[prior] or None)
     scores, family = prior_run({"checkpoint": checkpoint, **RULES[rule]}, EPISODES, i, config)
     deep = held_out_mdp(i, config).info.get("deep", "")
-    return checkpoint, rule, prior, i, float(scores.mean()), family, deep
+    return float(scores.mean()), family, deep
 
 
 def online_rows(runs: list[tuple[str, str, str]], mdps: int, workers: int) -> dict:
@@ -67,30 +65,13 @@ def online_rows(runs: list[tuple[str, str, str]], mdps: int, workers: int) -> di
     rows are keyed by the checkpoint's weights, so a new candidate leaves the others' rows."""
     key = {"rlfm": rlfm.__version__, "episodes": EPISODES}
     sha = {c: read_config(resolve(c))["weights_sha256"] for c, _, _ in runs}
-    saved = json.loads(ROWS.read_text()) if ROWS.exists() else {}
-    stored = saved.get("rows", {}) if saved.get("key") == key else {}
-
     settings = {p: hashlib.sha256(json.dumps(load_config(PRIORS[p] or None).to_dict(),
                                              sort_keys=True).encode()).hexdigest()[:16]
                 for _, _, p in runs}   # the resolved prior, the default's too
     # a saved row's name: the weights, the rule, the prior's name and its settings
-    name = {run: "|".join((sha[run[0]], run[1], run[2], settings[run[2]])) for run in runs}
-    rows = {run: {int(i): tuple(r) for i, r in stored.get(name[run], {}).items()}
-            for run in runs}
-
-    def save():
-        stored.update({name[run]: r for run, r in rows.items()})
-        atomic_write_text(ROWS, json.dumps({"key": key, "rows": stored}, indent=0,
-                                           sort_keys=True))
-
-    todo = [(*run, i) for i in range(mdps) for run in runs if i not in rows[run]]
-    with ProcessPoolExecutor(workers) as pool:
-        for done, job in enumerate(as_completed([pool.submit(_row, *t) for t in todo]), 1):
-            *run, i, auc, family, deep = job.result()
-            rows[tuple(run)][i] = (auc, family, deep)
-            if done % 20 == 0 or done == len(todo):
-                save()
-    return rows
+    return saved_rows(ROWS, key, {run: ("|".join((sha[run[0]], run[1], run[2],
+                                                  settings[run[2]])), mdps) for run in runs},
+                      _row, workers)
 
 
 def paired(base: dict, new: dict, mdps: int, where) -> str:

@@ -22,8 +22,6 @@ package version are the same.
 from __future__ import annotations
 
 import argparse
-import json
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
 
@@ -33,13 +31,12 @@ from exploration import prior_run
 from rlfm.agents.rlfm import SPREAD
 from rlfm.checkpoint import load_model, read_config, resolve
 from rlfm.features import GraphBatch
-from rlfm.io import atomic_write_text
 from rlfm.model import sample_plan
 from rlfm.priors import load_config
 from rlfm.train import RunConfig, validation_set
 from rlfm.world import segment_max, segment_min, segment_sum
 
-from common import RESULTS_DIR, machine, write_section
+from common import RESULTS_DIR, machine, saved_rows, write_section
 
 CHECKPOINT = "rlfm-v3-posterior"
 ROWS = RESULTS_DIR / "posterior_spread.json"
@@ -96,32 +93,16 @@ def _row(rule: str, prior: str, i: int) -> tuple:
         knobs.update(checkpoint=CHECKPOINT, spread=float(spread))
     config = load_config(SQUARES) if prior == "squares" else None
     scores, family = prior_run(knobs, BUDGET[prior], i, config)
-    return rule, prior, i, float(scores.mean()), family
+    return float(scores.mean()), family
 
 
 def online_rows(runs: list[tuple[str, str]], mdps: dict, workers: int) -> dict:
-    """{(rule, prior): {i: (auc, family)}} for held-out MDPs 0..mdps[prior]-1, from the saved rows
-    where they were made by the same weights, budget and package version."""
+    """{(rule, prior): {i: (auc, family)}} for held-out MDPs 0..mdps[prior]-1, from the saved
+    rows where they were made by the same weights, budget and package version."""
     key = {"rlfm": rlfm.__version__, "budget": BUDGET,
            "weights_sha256": read_config(resolve(CHECKPOINT))["weights_sha256"]}
-    saved = json.loads(ROWS.read_text()) if ROWS.exists() else {}
-    stored = saved.get("rows", {}) if saved.get("key") == key else {}
-    rows = {run: {int(i): tuple(r) for i, r in stored.get("|".join(run), {}).items()}
-            for run in runs}
-
-    def save():
-        stored.update({"|".join(run): r for run, r in rows.items()})
-        atomic_write_text(ROWS, json.dumps({"key": key, "rows": stored}, indent=0,
-                                           sort_keys=True))
-
-    todo = [(*run, i) for run in runs for i in range(mdps[run[1]]) if i not in rows[run]]
-    with ProcessPoolExecutor(workers) as pool:
-        for done, job in enumerate(as_completed([pool.submit(_row, *t) for t in todo]), 1):
-            rule, prior, i, auc, family = job.result()
-            rows[(rule, prior)][i] = (auc, family)
-            if done % 20 == 0 or done == len(todo):
-                save()
-    return rows
+    return saved_rows(ROWS, key, {run: ("|".join(run), mdps[run[1]]) for run in runs}, _row,
+                      workers)
 
 
 def main(mdps: dict, workers: int, examples: int = 256) -> str:

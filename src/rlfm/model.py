@@ -338,12 +338,11 @@ class RLFM(nn.Module):
         noise = [self.sampler.draw_noise(g, generator) for _ in range(samples)]
         copies = GraphBatch.concatenate([g] * samples)
         delta = self.sampler(copies, tuple(torch.cat(parts) for parts in zip(*noise, strict=True)))
-        delta = delta.view(samples, -1)
-        top = delta.amax(0)
-        if spread != 1.0:
-            mean = delta.mean(0)
-            top = mean + spread * (top - mean)
-        delta = top
+        draws = delta.view(samples, -1)
+        delta = draws.amax(0)
+        if spread != 1.0:   # (at 1, the maximum itself: no rounding through the mean)
+            mean = draws.mean(0)
+            delta = mean + spread * (delta - mean)
         tie = torch.rand(g.n_states, int(g.graph_actions.max()), generator=generator,
                          device=None if generator is None else generator.device).to(delta)
         return sample_plan(g, delta, greedy_actions=True, tie_noise=tie).actions.T.cpu().numpy()
