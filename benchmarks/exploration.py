@@ -22,8 +22,8 @@ ENVS = ["FrozenLake-v1", "CliffWalking-v1", "rlfm/RiverSwim-v0", "rlfm/NChain-v0
         "rlfm/FourRooms-v0", "rlfm/DeepSea-v0", "rlfm/Garnet20-v0"]
 MODES = ["greedy", "gumbel", "sample", "persistent", "posterior", "mixed"]
 KNOBS = {mode: {"exploration": mode} for mode in MODES}
-for _mode in ("posterior", "mixed"):
-    KNOBS[_mode]["checkpoint"] = "rlfm-v3-posterior"
+for _mode in ("posterior", "mixed"):   # at spread 1, the sampler's own draws (other spreads:
+    KNOBS[_mode].update(checkpoint="rlfm-v3-posterior", spread=1.0)   # posterior_spread.py)
 PRIOR_SEED = 2_000_003  # a stream used neither for training nor for validation
 PRIOR_MDPS = 200  # 40 once ranked a mode first that 200 fresh ones ranked second
 
@@ -62,8 +62,9 @@ def main(episodes: int = 100, seeds: int = 5) -> str:
              f"`python benchmarks/exploration.py` on {machine()}: shipped checkpoint, online "
              f"protocol. First row: mean AUC over {PRIOR_MDPS} held-out prior MDPs (one seed "
              f"each, {episodes // 2} episodes, scores clipped to [-1, 1]) — the default mode is "
-             f"the best there. Other rows: {seeds} seeds, {episodes} episodes; episodes to 0.9 "
-             "/ AUC / regret.", "",
+             f"the best there (posterior and mixed at spread 1; other spreads in \"The posterior "
+             f"sampler's spread\"). Other rows: {seeds} seeds, {episodes} episodes; episodes "
+             "to 0.9 / AUC / regret.", "",
              "| env | " + " | ".join(MODES) + " |", "|---|" + "---|" * len(MODES)]
     aucs = {mode: prior_aucs(mode, episodes // 2) for mode in MODES}
     lines.append("| held-out prior MDPs (AUC) | "
