@@ -1,19 +1,19 @@
 """The rlfm agent's acting rule under the suite's episode budget: online AUC on held-out prior
 MDPs (synthetic, never trained on; the stream of benchmarks/exploration.py) over 200 episodes,
-the middle of the suite's budgets (100 to 300), per-step sampling (the default) against
+the middle of the suite's budgets (100 to 300), per-step sampling with rlfm-v3 against
 persistent sampling at several persistences and "mixed" acting with rlfm-v3-posterior (rlfm-v3
-plus its posterior sampler) at the agent's default spread, paired per MDP (the same MDP and
-seed). The first
+plus its posterior sampler) at the agent's default spread (the agent's default rule, chosen
+here), paired per MDP (the same MDP and seed). The first
 50 episodes of each run give exploration.py's 50-episode protocol on the same MDPs.
 
-With --batched N, the default rule is also run on the first N of those MDPs by the batched
+With --batched N, per-step sampling is also run on the first N of those MDPs by the batched
 world (`rlfm.world.online` with `RLFM.batch_policies`: --chunk MDPs step in lockstep, the
 network asked once per round for all of them; --device cuda on a GPU), the path that trains
 with the network in the loop: its mean AUC must agree with the per-MDP agent's (other random
 numbers, the same law); the table gives its rate.
 
 Each (rule, MDP) row is saved in benchmarks/results/acting_rule.json as soon as it is done and
-is not run again while the default checkpoint's weights (and those of a rule's own checkpoint),
+is not run again while rlfm-v3's weights (and those of a rule's own checkpoint),
 the package version and the episode budget are the same, so that a run can be stopped,
 resumed, or spread over a machine with more cores (--workers).
 
@@ -49,11 +49,13 @@ RULES = {"sample": {"exploration": "sample"},
          f"mixed {SPREAD:g}": {"exploration": "mixed", "checkpoint": "rlfm-v3-posterior",
                                "spread": SPREAD}}
 BASE = "sample"
+CHECKPOINT = "rlfm-v3"  # of the rules that name none (the network of rlfm-v3-posterior, less its
+                        # sampler, which those rules do not use)
 BATCHED = RESULTS_DIR / "acting_rule_batched.json"
 
 
 def _row(rule: str, i: int) -> tuple[str, int, float, float, str]:
-    scores, family = prior_run(RULES[rule], EPISODES, i)
+    scores, family = prior_run({"checkpoint": CHECKPOINT, **RULES[rule]}, EPISODES, i)
     return rule, i, float(scores.mean()), float(scores[:EARLY].mean()), family
 
 
@@ -81,7 +83,7 @@ def stored_name(rule: str) -> str:
 
 
 def run(mdps: int, rules: list[str], workers: int) -> tuple[dict, list[str]]:
-    key = {"weights_sha256": read_config(pretrained_path())["weights_sha256"],
+    key = {"weights_sha256": read_config(pretrained_path(CHECKPOINT))["weights_sha256"],
            "rlfm": rlfm.__version__, "episodes": EPISODES}
     saved, machines = load_rows(key)
     names = {rule: stored_name(rule) for rule in RULES}
@@ -135,8 +137,9 @@ def section(rows: dict, machines: list[str]) -> str:
     families = sorted({row[2] for row in rows[BASE].values()})
     lines = ["## Acting rule at the suite's budget", "",
              f"`python benchmarks/acting_rule.py` (rows made on {'; '.join(machines)}): the "
-             f"default checkpoint online on held-out prior MDPs (the stream of exploration.py; "
-             f"mixed: rlfm-v3-posterior, the same acting weights plus the posterior sampler), "
+             f"rlfm-v3 online on held-out prior MDPs (the stream of exploration.py; mixed, the "
+             f"agent's default: rlfm-v3-posterior, the same acting weights plus the posterior "
+             f"sampler), "
              f"one seed each, {EPISODES} episodes (the suite's budgets are 100 to 300), scores "
              f"clipped to [-1, 1]; differences from per-step sampling paired per MDP (± SE). "
              f"The first {EARLY} episodes of the same runs are exploration.py's protocol.", "",

@@ -1,7 +1,8 @@
 """How the rlfm agent should explore: the modes of agents/rlfm.py compared online with the
-shipped checkpoint (the posterior modes with rlfm-v3-posterior: the same network plus its
-posterior sampler). The default is chosen on held-out prior MDPs (synthetic, never trained
-on), not on the suite; the suite rows show how the choice carries over.
+shipped checkpoint (rlfm-v3-posterior: rlfm-v3 plus its posterior sampler) over 50 episodes
+on held-out prior MDPs (synthetic, never trained on), and on a few suite MDPs; the posterior
+modes at spread 1. The default is chosen on held-out prior MDPs, not on the suite, at the
+suite's budget (acting_rule.py).
 
     python benchmarks/exploration.py
 """
@@ -61,10 +62,11 @@ def main(episodes: int = 100, seeds: int = 5) -> str:
     lines = ["## rlfm exploration modes", "",
              f"`python benchmarks/exploration.py` on {machine()}: shipped checkpoint, online "
              f"protocol. First row: mean AUC over {PRIOR_MDPS} held-out prior MDPs (one seed "
-             f"each, {episodes // 2} episodes, scores clipped to [-1, 1]) — the default mode is "
-             f"the best there (posterior and mixed at spread 1; other spreads in \"The posterior "
-             f"sampler's spread\"). Other rows: {seeds} seeds, {episodes} episodes; episodes "
-             "to 0.9 / AUC / regret.", "",
+             f"each, {episodes // 2} episodes, scores clipped to [-1, 1]); posterior and mixed at "
+             f"spread 1 (other spreads in \"The posterior sampler's spread\"; the agent's "
+             f"default, mixed at spread 1,000, is chosen at the suite's budget in \"Acting rule "
+             f"at the suite's budget\"). Other rows: {seeds} seeds, {episodes} episodes; "
+             "episodes to 0.9 / AUC / regret.", "",
              "| env | " + " | ".join(MODES) + " |", "|---|" + "---|" * len(MODES)]
     aucs = {mode: prior_aucs(mode, episodes // 2) for mode in MODES}
     lines.append("| held-out prior MDPs (AUC) | "

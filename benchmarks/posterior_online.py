@@ -1,11 +1,12 @@
 """The rlfm agent's other exploration modes and checkpoints, online on the whole public suite,
 under the suite's protocol (10 seeds, the suite's episode budgets), beside the suite's rows for
-rlfm's default (per-step sampling), PSRL and tuned UCB-VI (benchmarks/suite/, made by suite.py:
-run that first): exploration="persistent" (per-step sampling with a quantile kept from step to
-step) with the default checkpoint; with rlfm-v3-posterior (rlfm-v3 plus its posterior
-sampler), "posterior" (the plan of one hypothesis per episode) and "mixed" (that on half of the
-episodes, per-step sampling on the others); and rlfm-v4-deep (fine-tuned on the deep prior)
-with per-step sampling. Each (MDP, mode) is saved under
+rlfm's default ("mixed" with rlfm-v3-posterior: one hypothesis of the posterior sampler per
+episode on half of the episodes, per-step sampling on the others), PSRL and tuned UCB-VI
+(benchmarks/suite/, made by suite.py: run that first): with rlfm-v3 (the same network without
+the sampler), exploration="sample" (per-step sampling, the default before "mixed") and
+"persistent" (per-step sampling with a quantile kept from step to step); with
+rlfm-v3-posterior, "posterior" (the plan of one hypothesis on every episode); and rlfm-v4-deep
+(fine-tuned on the deep prior) with per-step sampling. Each (MDP, mode) is saved under
 benchmarks/suite/<MDP>/online-<mode>/ when done, and not run again while its knobs and the
 checkpoint's weights, the package version and the agent's constants are the same.
 
@@ -28,13 +29,12 @@ from rlfm.io import atomic_write_text
 from common import machine, write_section
 
 SUITE = Path(__file__).parent / "suite"
-KNOBS = {"persistent": {"exploration": "persistent"},
+KNOBS = {"sample": {"exploration": "sample", "checkpoint": "rlfm-v3"},
+         "persistent": {"exploration": "persistent", "checkpoint": "rlfm-v3"},
          "posterior": {"exploration": "posterior", "checkpoint": "rlfm-v3-posterior"},
-         "mixed": {"exploration": "mixed", "checkpoint": "rlfm-v3-posterior"},
          "v4-deep": {"checkpoint": "rlfm-v4-deep"}}
 MODES = tuple(KNOBS)
-CONSTANTS = {"persistent": ("PERSISTENCE",), "posterior": ("SPREAD",),
-             "mixed": ("POSTERIOR_SHARE", "SPREAD"),
+CONSTANTS = {"sample": (), "persistent": ("PERSISTENCE",), "posterior": ("SPREAD",),
              "v4-deep": ()}
 COLUMNS = ("rlfm", "psrl", "psrl (tuned)", "ucbvi (tuned)")
 
@@ -76,23 +76,23 @@ def run_mode(env_id: str, episodes: int, seeds: int, mode: str) -> dict:
 
 
 def main(seeds: int) -> str:
-    lines = ["## Other exploration modes and checkpoints online (persistent, posterior, mixed, "
-             "rlfm-v4-deep)", "",
-             f"`python benchmarks/posterior_online.py` on {machine()}: the rlfm agent acting by "
-             "`exploration=\"persistent\"` (per-step sampling, the quantile kept from step to "
-             f"step with probability {agent.PERSISTENCE}; the default checkpoint) and, with the "
-             "checkpoint "
-             "`rlfm-v3-posterior`, `\"posterior\"` (the plan of one hypothesis per episode, 8 "
-             f"draws, spread {agent.SPREAD:g}) and `\"mixed\"` (that on a random half of the "
-             "episodes, per-step sampling on the others); and the checkpoint `rlfm-v4-deep` "
+    lines = ["## Other exploration modes and checkpoints online (sample, persistent, "
+             "posterior, rlfm-v4-deep)", "",
+             f"`python benchmarks/posterior_online.py` on {machine()}: the rlfm agent with the "
+             "checkpoint `rlfm-v3` acting by `exploration=\"sample\"` (per-step sampling, the "
+             "default before `\"mixed\"`) and `\"persistent\"` (per-step sampling, the quantile "
+             f"kept from step to step with probability {agent.PERSISTENCE}); with "
+             "`rlfm-v3-posterior`, `\"posterior\"` (the plan of one hypothesis on every "
+             f"episode, 8 draws, spread {agent.SPREAD:g}); and the checkpoint `rlfm-v4-deep` "
              "(rlfm-v3 fine-tuned on the deep prior) with per-step sampling; "
              f"{seeds} seeds, the suite's episode budgets E; the other columns are the "
-             "suite's (rlfm: the default, per-step sampling). Episodes to 0.9 / AUC. "
-             "The last column: which rlfm rows reach PSRL's bar (AUC at least PSRL's and "
-             "episodes to 0.9 no more than PSRL's).",
+             "suite's (rlfm: the default, `\"mixed\"` with `rlfm-v3-posterior`: the posterior "
+             "plan on a random half of the episodes, per-step sampling on the others). "
+             "Episodes to 0.9 / AUC. The last column: which rlfm rows reach PSRL's bar (AUC at "
+             "least PSRL's and episodes to 0.9 no more than PSRL's).",
              "",
-             "| env | E | rlfm persistent | rlfm posterior | rlfm mixed | rlfm-v4-deep | "
-             "rlfm (default) | psrl | psrl (tuned) | ucbvi (tuned) | ≥ PSRL |",
+             "| env | E | rlfm-v3 sample | rlfm-v3 persistent | rlfm posterior | rlfm-v4-deep | "
+             "rlfm (default: mixed) | psrl | psrl (tuned) | ucbvi (tuned) | ≥ PSRL |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     wins = dict.fromkeys((*MODES, "default"), 0)
     for env_id, episodes in SUITES["public"].items():

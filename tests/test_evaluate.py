@@ -145,7 +145,7 @@ def test_bench_resumes_and_reruns_rlfm_only_after_its_checkpoint_changes(tmp_pat
     import torch
 
     from rlfm.bench import run_suite
-    from rlfm.checkpoint import save_model
+    from rlfm.checkpoint import load_model, save_model
     from rlfm.model import RLFM, ModelConfig
 
     def checkpoint(name, seed):
@@ -171,3 +171,11 @@ def test_bench_resumes_and_reruns_rlfm_only_after_its_checkpoint_changes(tmp_pat
     assert set(cell["agents"]) == {"rlfm", "uniform"}
     summary = (tmp_path / "out" / "SUMMARY.md").read_text()
     assert "| rlfm/RiverSwim-v0 | 3 | " in summary.split("### Online")[0]   # the headline table
+    # the same policy weights plus a posterior sampler: offline results stand, online ones
+    # (now in the default "mixed" mode) are rerun
+    with_sampler = RLFM(ModelConfig(width=8, steps=1, noise_dim=2))
+    policy = load_model(tmp_path / "b").state_dict()
+    with_sampler.load_state_dict({**with_sampler.state_dict(), **policy})
+    save_model(with_sampler, tmp_path / "c")
+    rerun = bench({"rlfm": {"checkpoint": str(tmp_path / "c")}})
+    assert len(rerun) == 1 and rerun[0].startswith("online ") and ": rlfm:" in rerun[0]

@@ -96,15 +96,20 @@ def test_persistent_acting_draws_each_action_from_the_policy_and_keeps_its_quant
 def test_posterior_acting_follows_one_plan_per_episode(checkpoint, plain_checkpoint):
     agent = rlfm.agents.make("rlfm", 6, 2, horizon=20, seed=0, checkpoint=checkpoint,
                              exploration="posterior", samples=2)
+    assert agent.acting is None        # a hypothesis is drawn when the episode starts
+    first = agent.act(0, 0)
     plan = agent.acting.copy()
-    assert plan.shape == (20, 6)
+    assert plan.shape == (20, 6) and plan[0, 0] == first
     assert [[agent.act(s, h) for s in range(6)] for h in range(20)] == plan.tolist()
+    agent.end_episode()
+    agent.fit(agent.stats)
+    assert agent.acting is None        # fitting offline never pays for one
     with pytest.raises(RlfmError, match="posterior sampler"):
         rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=plain_checkpoint,
                          exploration="posterior")
 
 
-def test_mixed_exploration_alternates_posterior_plans_and_sampling(checkpoint):
+def test_mixed_exploration_alternates_posterior_plans_and_sampling(checkpoint, plain_checkpoint):
     agent = rlfm.agents.make("rlfm", 6, 2, horizon=20, seed=0, checkpoint=checkpoint,
                              exploration="mixed")
     modes = set()
@@ -112,7 +117,10 @@ def test_mixed_exploration_alternates_posterior_plans_and_sampling(checkpoint):
         modes.add(agent.mode)
         agent.end_episode()
     assert modes == {"posterior", "sample"}
-    assert rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint).mode == "sample"
+    # the default: mixed where the checkpoint has a posterior sampler, per-step sampling without
+    assert rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint).exploration == "mixed"
+    assert rlfm.agents.make("rlfm", 6, 2, horizon=20,
+                            checkpoint=plain_checkpoint).exploration == "sample"
     with pytest.raises(RlfmError, match="samples"):
         rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint, samples=0)
     for bad in (0.0, -1.0, float("inf"), float("nan"), "wide", True, None):

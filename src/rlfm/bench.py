@@ -3,9 +3,10 @@ baseline at its defaults and tuned; per-environment results plus one markdown su
 
 Resumable: an (environment, protocol) whose results.json already exists is not run again
 (unless `force`), so a long run that is stopped loses at most the cell in progress. The rlfm
-agent's entries record what decides its behaviour (the SHA-256 of the checkpoint's weights and
-the exploration mode); an entry made with other ones counts as missing, so after retraining or
-a change of default a rerun recomputes rlfm and keeps the baselines.
+agent's entries record what decides its results (online: the SHA-256 of the checkpoint's weights
+and the exploration mode; offline: that of the weights its exploitation policy reads); an entry
+made with other ones counts as missing, so after retraining or a change of default a rerun
+recomputes rlfm and keeps the baselines.
 """
 
 from __future__ import annotations
@@ -39,29 +40,29 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
     if suite not in SUITES:
         raise RlfmError(f"unknown suite {suite!r}; available: {', '.join(SUITES)}")
     budgets = SUITES[suite]
-    fingerprint = _rlfm_fingerprint(fixed)
+    online_print, offline_print = _rlfm_fingerprints(fixed)
     for env_id in envs or []:
         if env_id not in budgets:
             raise RlfmError(f"{env_id!r} is not in the {suite} suite")
     for env_id in envs or budgets:
         episodes = max(1, round(budgets[env_id] * episodes_scale))
         cell = out / slug(env_id) / "online"
-        missing, previous = _missing(cell, online_agents, force, seeds, fingerprint, episodes)
+        missing, previous = _missing(cell, online_agents, force, seeds, online_print, episodes)
         if missing:
             log(f"online  {env_id}: {', '.join(missing)}: {episodes} episodes x {seeds} seeds")
-            with _saved_if_interrupted(previous, fingerprint, cell, plot_online):
+            with _saved_if_interrupted(previous, online_print, cell, plot_online):
                 results = evaluate.run_online(env_id, missing, episodes, seeds, tune=True,
                                               workers=workers, fixed=fixed)
-            _save(_merge(previous, results, fingerprint), cell, plot_online)
+            _save(_merge(previous, results, online_print), cell, plot_online)
         for behavior in BEHAVIORS:
             cell = out / slug(env_id) / f"offline-{behavior}"
-            missing, previous = _missing(cell, offline_agents, force, seeds, fingerprint)
+            missing, previous = _missing(cell, offline_agents, force, seeds, offline_print)
             if missing:
                 log(f"offline {env_id}: {', '.join(missing)}: {behavior} behaviour x {seeds} seeds")
-                with _saved_if_interrupted(previous, fingerprint, cell, plot_offline):
+                with _saved_if_interrupted(previous, offline_print, cell, plot_offline):
                     results = evaluate.run_offline(env_id, missing, behavior, dataset_episodes,
                                                    seeds, tune=True, workers=workers, fixed=fixed)
-                _save(_merge(previous, results, fingerprint), cell, plot_offline)
+                _save(_merge(previous, results, offline_print), cell, plot_offline)
     summary = summarize(out, list(budgets))  # every cell that has results, not only this run's
     atomic_write_text(out / "SUMMARY.md", summary)
     return summary
@@ -78,26 +79,32 @@ def _saved_if_interrupted(previous: dict | None, fingerprint: str, cell: Path, p
         raise
 
 
-def _rlfm_fingerprint(fixed: dict | None) -> str:
-    """What the rlfm agent's results depend on besides the seed: the SHA-256 of the weights it
-    runs with (the --checkpoint, or the shipped one), its exploration mode (and persistence)
-    and the horizons at which it asks for its time-dependent exploitation policy."""
-    import inspect
-
-    from rlfm.agents.rlfm import PERSISTENCE, RLFMAgent
-    from rlfm.checkpoint import read_config, resolve
+def _rlfm_fingerprints(fixed: dict | None) -> tuple[str, str]:
+    """What the rlfm agent's results depend on besides the seed, (online, offline). Online: the
+    SHA-256 of the weights it runs with (the --checkpoint, or the shipped one), its exploration
+    mode and that mode's knobs; offline, where only its exploitation policy is scored: the
+    SHA-256 of the weights that policy reads (not the posterior sampler's). Both: the horizons
+    at which it asks for its time-dependent exploitation policy."""
+    from rlfm.agents.rlfm import PERSISTENCE, POSTERIOR_SHARE, SAMPLES, SPREAD, default_exploration
+    from rlfm.checkpoint import policy_sha256, read_config, resolve
     from rlfm.model import REMAINING_FRACTIONS
 
     knobs = (fixed or {}).get("rlfm", {})
-    default = inspect.signature(RLFMAgent).parameters["exploration"].default
-    config = read_config(resolve(knobs.get("checkpoint") or "pretrained"))
-    exploration = knobs.get("exploration", default)
-    fingerprint = f"{config['weights_sha256']} exploration={exploration}"
+    path = resolve(knobs.get("checkpoint") or "pretrained")
+    config = read_config(path)
+    exploration = knobs.get("exploration") or default_exploration(config["model"].get("noise_dim", 0))
+    online = f"{config['weights_sha256']} exploration={exploration}"
     if exploration == "persistent":
-        fingerprint += f" persistence={knobs.get('persistence', PERSISTENCE)}"
+        online += f" persistence={knobs.get('persistence', PERSISTENCE)}"
+    if exploration in ("posterior", "mixed"):
+        online += f" spread={knobs.get('spread', SPREAD)} samples={knobs.get('samples', SAMPLES)}"
+    if exploration == "mixed":
+        online += f" share={POSTERIOR_SHARE}"
+    offline = f"policy {policy_sha256(path)}"
     if config["model"].get("exploit_head"):
-        fingerprint += f" exploit_horizons={','.join(map(str, REMAINING_FRACTIONS))}"
-    return fingerprint
+        horizons = f" exploit_horizons={','.join(map(str, REMAINING_FRACTIONS))}"
+        online, offline = online + horizons, offline + horizons
+    return online, offline
 
 
 def _is_rlfm(entry_name: str) -> bool:

@@ -24,7 +24,8 @@ from rlfm.io import atomic_write, atomic_write_text
 from rlfm.model import RLFM, ModelConfig
 
 FORMAT_VERSION = 2  # 2: 14 state-action features (the plans' gaps in MDP-span units)
-PRETRAINED = "rlfm-v3"
+PRETRAINED = "rlfm-v3-posterior"  # rlfm-v3 plus its posterior sampler
+SAMPLER = "sampler."  # the prefix of the posterior sampler's tensors
 
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -64,6 +65,20 @@ def load_tensors(path: Path, checksum: str) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def policy_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of the tensors the network's policies read: every one but the posterior
+    sampler's (names, shapes, dtypes and values). Offline results depend on these alone, so a
+    checkpoint that adds a sampler to another keeps the other's offline results."""
+    weights, _ = _paths(path)
+    tensors = load_tensors(weights, read_config(path)["weights_sha256"])
+    digest = hashlib.sha256()
+    for name in sorted(n for n in tensors if not n.startswith(SAMPLER)):
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_model(model: RLFM, path: str | os.PathLike, **info) -> Path:
