@@ -258,16 +258,14 @@ class RLFM(nn.Module):
 
     @torch.no_grad()
     def exploitation_policy(self, stats: Statistics, horizon: int,
-                            whole: np.ndarray | None = None,
-                            temperature: float = 1.0) -> np.ndarray:
+                            whole: np.ndarray | None = None) -> np.ndarray:
         """The time-dependent exploitation policy (H, S, A) for a task of `horizon` steps: at
         step h, softmax of the exploitation logits the network gives for a task of the steps
         left (rounded up to `horizon_grid`), all in one batched pass. The head is trained as a
         stationary policy for a whole task; asking it again for the steps left is what lets the
         policy change as the end of the episode nears. `whole`: the exploitation logits (S, A)
         for the whole task where they are at hand (`logits` gives them): the network is then
-        asked only for the shorter tasks, whose in-context plans are also shorter.
-        `temperature`: the softmax's, of the logits divided by it."""
+        asked only for the shorter tasks, whose in-context plans are also shorter."""
         if self.exploit_head is None:
             raise ValueError("this checkpoint has no exploitation head")
         grid, serves = horizon_grid(horizon)
@@ -281,17 +279,16 @@ class RLFM(nn.Module):
                 self.sa_in[0].weight.device))
         exploit = torch.cat(logits).view(-1)
         state = torch.arange(exploit.shape[0], device=exploit.device) // stats.n_actions
-        exploit = segment_softmax(exploit / temperature, state, len(grid) * stats.n_states)
+        exploit = segment_softmax(exploit, state, len(grid) * stats.n_states)
         return exploit.view(len(grid), stats.n_states, stats.n_actions).cpu().numpy()[serves]
 
     @torch.no_grad()
-    def batch_policies(self, stats: StatsBatch, horizon: torch.Tensor,
-                       temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_policies(self, stats: StatsBatch,
+                       horizon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What the rlfm agent (per-step sampling) computes from a statistic, for a packed batch
         of them at once: the acting policy π (N, A) and the time-dependent exploitation policy
         (N, Hmax, A) it reports (`exploitation_policy`), in one network pass over the
-        statistics under every grid horizon; 0 on padded actions and past a task's end.
-        `temperature`: the exploitation softmax's."""
+        statistics under every grid horizon; 0 on padded actions and past a task's end."""
         if self.exploit_head is None:
             raise ValueError("this checkpoint has no exploitation head")
         if horizon.shape != (stats.batch_size,):
@@ -312,11 +309,11 @@ class RLFM(nn.Module):
         slot, _ = graphs[0].action_slots()
         n_sa = slot.shape[0]
 
-        def table(x, t=1.0):   # (L * N_sa,) node values -> (L, N, A) softmax(x / t) per state
+        def table(x):   # (L * N_sa,) node values -> (L, N, A) softmax over each state's actions
             padded = x.new_full((L, N * A), -torch.inf).index_copy(1, slot, x.view(L, n_sa))
-            return torch.softmax(padded.view(L, N, A).double() / t, -1).to(stats.counts.dtype)
+            return torch.softmax(padded.view(L, N, A).double(), -1).to(stats.counts.dtype)
         acting = table(out.logits)[0]
-        exploit = table(out.exploit, temperature)
+        exploit = table(out.exploit)
         # at step h, the shortest grid horizon at least the steps left
         Hmax = int(horizon.max())
         left = horizon[:, None] - torch.arange(Hmax, device=horizon.device)      # (B, Hmax)
