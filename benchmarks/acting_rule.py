@@ -47,7 +47,10 @@ RULES = {"sample": {"exploration": "sample"},
          **{f"persistent {p}": {"exploration": "persistent", "persistence": p}
             for p in (0.3, 0.5, 0.65, 0.8)},
          f"mixed {SPREAD:g}": {"exploration": "mixed", "checkpoint": "rlfm-v3-posterior",
-                               "spread": SPREAD}}
+                               "spread": SPREAD},
+         **{f"mixed {SPREAD:g}, share {share}": {
+             "exploration": "mixed", "checkpoint": "rlfm-v3-posterior", "spread": SPREAD,
+             "share": share} for share in (0.25, 0.75)}}
 BASE = "sample"
 CHECKPOINT = "rlfm-v3"  # of the rules that name none (the network of rlfm-v3-posterior, less its
                         # sampler, which those rules do not use)

@@ -117,6 +117,17 @@ def test_mixed_exploration_alternates_posterior_plans_and_sampling(checkpoint, p
         modes.add(agent.mode)
         agent.end_episode()
     assert modes == {"posterior", "sample"}
+    for share, only in ((0.0, "sample"), (1.0, "posterior")):
+        agent = rlfm.agents.make("rlfm", 6, 2, horizon=20, seed=0, checkpoint=checkpoint,
+                                 exploration="mixed", share=share)
+        modes = set()
+        for _ in range(20):
+            modes.add(agent.mode)
+            agent.end_episode()
+        assert modes == {only}
+    for bad in (-0.1, 1.5, "half", True, float("nan"), None):
+        with pytest.raises(RlfmError, match="share"):
+            rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint, share=bad)
     # the default: mixed where the checkpoint has a posterior sampler, per-step sampling without
     assert rlfm.agents.make("rlfm", 6, 2, horizon=20, checkpoint=checkpoint).exploration == "mixed"
     assert rlfm.agents.make("rlfm", 6, 2, horizon=20,

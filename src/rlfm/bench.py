@@ -99,7 +99,7 @@ def _rlfm_fingerprints(fixed: dict | None) -> tuple[str, str]:
     if exploration in ("posterior", "mixed"):
         online += f" spread={knobs.get('spread', SPREAD)} samples={knobs.get('samples', SAMPLES)}"
     if exploration == "mixed":
-        online += f" share={POSTERIOR_SHARE}"
+        online += f" share={knobs.get('share', POSTERIOR_SHARE)}"
     offline = f"policy {policy_sha256(path)}"
     if config["model"].get("exploit_head"):
         horizons = f" exploit_horizons={','.join(map(str, REMAINING_FRACTIONS))}"

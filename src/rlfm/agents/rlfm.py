@@ -22,7 +22,7 @@ acts on them. `exploration`:
                       times their pairwise maximum's distance from it (spread 1: the upper
                       envelope of the draws; large: a plan that seeks what the sampler is
                       least sure of);
-  "mixed" (default)   each episode, with probability 1/2, as "posterior", otherwise as
+  "mixed" (default)   each episode, with probability `share` (1/2), as "posterior", otherwise as
                       "sample" (also needs a posterior sampler; with a checkpoint that has
                       none, the default is "sample");
   "gumbel"            one deterministic policy per episode: argmax of logits + Gumbel noise drawn
@@ -69,7 +69,8 @@ from rlfm.agents.base import ModelBasedAgent, register
 from rlfm.errors import RlfmError
 
 EXPLORATION = ("sample", "persistent", "posterior", "mixed", "gumbel", "greedy")
-POSTERIOR_SHARE = 0.5   # of the episodes of "mixed" (chosen on held-out prior MDPs)
+POSTERIOR_SHARE = 0.5   # of the episodes of "mixed" (the default of the knob `share`; chosen
+                        # on held-out prior MDPs)
 PERSISTENCE = 0.5       # of "persistent": the chance to keep the quantile at each step (the
                         # default of the knob `persistence`; chosen on held-out prior MDPs)
 SAMPLES = 8             # of the posterior modes: draws per hypothesis
@@ -140,15 +141,17 @@ class RLFMAgent(ModelBasedAgent):
 
     def __init__(self, n_states, n_actions, horizon, seed=0, checkpoint: str | None = None,
                  exploration: str | None = None, device: str = "cpu", samples: int = SAMPLES,
-                 persistence: float = PERSISTENCE, spread: float = SPREAD):
+                 persistence: float = PERSISTENCE, spread: float = SPREAD,
+                 share: float = POSTERIOR_SHARE):
         if exploration is not None and exploration not in EXPLORATION:
             raise RlfmError(f"rlfm: exploration must be one of {', '.join(EXPLORATION)}, "
                             f"got {exploration!r}")
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise RlfmError(f"rlfm: samples must be a positive integer, got {samples!r}")
-        if isinstance(persistence, bool | np.bool_) or not isinstance(persistence, Real) \
-                or not 0.0 <= persistence <= 1.0:
-            raise RlfmError(f"rlfm: persistence must be a number in [0, 1], got {persistence!r}")
+        for name, value in (("persistence", persistence), ("share", share)):
+            if isinstance(value, bool | np.bool_) or not isinstance(value, Real) \
+                    or not 0.0 <= value <= 1.0:
+                raise RlfmError(f"rlfm: {name} must be a number in [0, 1], got {value!r}")
         if isinstance(spread, bool | np.bool_) or not isinstance(spread, Real) \
                 or not 0.0 < spread < np.inf:
             raise RlfmError(f"rlfm: spread must be a positive number, got {spread!r}")
@@ -158,7 +161,7 @@ class RLFMAgent(ModelBasedAgent):
             raise RlfmError(f"rlfm: exploration {exploration} needs a checkpoint with a "
                             "posterior sampler (such as rlfm-v3-posterior)")
         self.exploration, self.samples = exploration, samples
-        self.persistence = float(persistence)
+        self.persistence, self.share = float(persistence), float(share)
         self.spread = float(spread)
         super().__init__(n_states, n_actions, horizon, seed)
 
@@ -167,7 +170,7 @@ class RLFMAgent(ModelBasedAgent):
             self.logits, self.exploit_logits = self.network.logits(self.stats, self.horizon)
         self.mode = self.exploration
         if self.mode == "mixed":
-            self.mode = "posterior" if self.rng.random() < POSTERIOR_SHARE else "sample"
+            self.mode = "posterior" if self.rng.random() < self.share else "sample"
         if self.mode == "persistent":
             probabilities = softmax(self.logits)
             # most to least likely; exact ties in random order, so that an unvisited state's
