@@ -3,7 +3,7 @@ MDPs, contexts simulated by every behaviour, statistics, features and targets) a
 whole training steps (data included), in one process.
 
     python benchmarks/world_throughput.py [--device cpu|cuda] [--seconds 60] [--batch 1024]
-                                          [--threads N] [--json]
+                                          [--threads N] [--step-overhead CELLS] [--json]
 
 With --json the last line is one JSON object: world_examples_per_s, train_examples_per_s,
 device, threads. Unless --json, the run's figures are kept in
@@ -49,12 +49,12 @@ def context_summary(sizes, transitions) -> dict:
             "transitions": (transitions.mean(), *q(transitions))}
 
 
-def world_rate(seconds: float, batch: int, device) -> tuple[float, dict]:
+def world_rate(seconds: float, batch: int, device, step_overhead=None) -> tuple[float, dict]:
     sizes, transitions, n, index = [], [], 0, 0
     sample_batch(0, 10_000, 64, device=device)   # warm-up
     start = time.perf_counter()
     while time.perf_counter() - start < seconds or n == 0:
-        out = sample_batch(0, index, batch, device=device)
+        out = sample_batch(0, index, batch, device=device, step_overhead=step_overhead)
         for chunk in out.chunks:
             w = chunk.world
             visits = torch.zeros(w.batch_size, device=w.R.device).index_add_(
@@ -67,14 +67,14 @@ def world_rate(seconds: float, batch: int, device) -> tuple[float, dict]:
     return n / (time.perf_counter() - start), context_summary(sizes, transitions)
 
 
-def train_rate(seconds: float, batch: int, device, config: str) -> float:
+def train_rate(seconds: float, batch: int, device, config: str, step_overhead=None) -> float:
     cfg = RunConfig.load(config)
     model = RLFM(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     n, index = 0, 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds or n == 0:
-        graph = sample_batch(1, index, batch, device=device).graph
+        graph = sample_batch(1, index, batch, device=device, step_overhead=step_overhead).graph
         loss, _ = compute_loss(model, graph, cfg.train)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -130,13 +130,15 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=256, help="MDPs per training step")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--config", default=CONFIG, help="training configuration")
+    parser.add_argument("--step-overhead", type=int, default=None,
+                        help="bucketing's cost of a time step in cells (default: the device's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    world, summary = world_rate(args.seconds, args.batch, device)
-    train = train_rate(args.seconds, args.train_batch, device, args.config)
+    world, summary = world_rate(args.seconds, args.batch, device, args.step_overhead)
+    train = train_rate(args.seconds, args.train_batch, device, args.config, args.step_overhead)
     result = {"world_examples_per_s": world, "train_examples_per_s": train,
               "device": device_name(device), "threads": torch.get_num_threads(),
               "batch": args.batch, "train_batch": args.train_batch,

@@ -224,6 +224,10 @@ def test_buckets_hold_every_mdp_once():
     groups = buckets(mdps)
     assert sorted(i for g in groups for i in g) == list(range(300))
     assert 1 < len(groups) < 60
+    # a dearer time step (a GPU's) makes fewer, larger buckets, each MDP still in one
+    fewer = buckets(mdps, step_overhead=10_000_000)
+    assert sorted(i for g in fewer for i in g) == list(range(300))
+    assert len(fewer) < len(groups)
 
 
 def test_amount_of_data_spans_none_to_plenty():

@@ -20,7 +20,8 @@ Context behaviours (weights `[context.behaviours]` of the prior):
   mixed            an offline dataset pooled from two epsilon-greedy behaviours around the
                    optimal policy, each epsilon ~ U(epsilon), a share ~ U(0, 1) of the episodes
                    from the first.
-Example b of a batch depends on the seed, the batch index and the batch size only.
+Example b of a batch depends on the seed, the batch index, the batch size and the bucketing
+(`step_overhead`, by default the device's) only.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ from rlfm.world import (
     targets,
 )
 
-STEP_OVERHEAD = 100_000  # the fixed cost of one time step of a bucket, in cells (measured best)
+# The fixed cost of one time step of a bucket, in cells, by device type: launching a step's
+# operations costs far more cells' worth on a GPU, so buckets there are fewer and larger.
+STEP_OVERHEAD = {"cpu": 100_000, "cuda": 10_000_000}
 
 
 @dataclass
@@ -83,12 +86,12 @@ def example_generators(seed: int, index: int, device=None):
     return np.random.default_rng(sequence), gen
 
 
-def buckets(mdps: list[TabularMDP]) -> list[list[int]]:
+def buckets(mdps: list[TabularMDP], step_overhead: int = STEP_OVERHEAD["cpu"]) -> list[list[int]]:
     """Indices of `mdps` grouped into buckets, each planned and simulated as one padded batch.
 
     Buckets are packed (`world.MDPBatch`): only actions and successors per pair are padded,
     and a plan solves every MDP over its own horizon, so a bucket costs sum(S x H) x (its
-    largest actions x successors per pair) cells, plus a fixed `STEP_OVERHEAD` per step of its
+    largest actions x successors per pair) cells, plus a fixed `step_overhead` per step of its
     longest horizon (the cost of launching the operations). MDPs sorted by size join the
     current bucket while that costs less than opening a new one."""
     dims = np.array([[m.n_actions, _max_successors(m) + 1] for m in mdps])
@@ -99,7 +102,7 @@ def buckets(mdps: list[TabularMDP]) -> list[list[int]]:
     top, h_sum, h_max = np.zeros(2, np.int64), 0, 0
 
     def cost(top, h_sum, h_max):
-        return h_sum * int(top.prod()) + STEP_OVERHEAD * h_max
+        return h_sum * int(top.prod()) + step_overhead * h_max
 
     for i in order:
         joined = np.maximum(top, dims[i])
@@ -243,15 +246,21 @@ def true_mdp(world: MDPBatch, optimal_return: torch.Tensor) -> TrueMDP:
 
 
 def sample_batch(seed: int, index: int, batch_size: int, config: PriorConfig | str | None = None,
-                 device=None, dtype: torch.dtype = torch.float32) -> PriorBatch:
+                 device=None, dtype: torch.dtype = torch.float32,
+                 step_overhead: int | None = None) -> PriorBatch:
     """Batch `index` of the stream of `seed`: `batch_size` MDPs from the prior, a context in
-    each, and the packed model input with its targets."""
+    each, and the packed model input with its targets. `step_overhead`: the bucketing's fixed
+    cost of a time step (`buckets`; default: `STEP_OVERHEAD` of the device's type), which
+    changes how MDPs are grouped, so the examples drawn, not their law."""
     config = load_config(config)
     rng, gen = example_generators(seed, index, device)
     mdps = [sample_mdp(rng, config) for _ in range(batch_size)]
     tau_rel = float(config.targets["tau_rel"])
     chunks, graphs = [], []
-    for group in buckets(mdps):
+    if step_overhead is None:
+        step_overhead = STEP_OVERHEAD.get(torch.device(device or "cpu").type,
+                                          STEP_OVERHEAD["cuda"])
+    for group in buckets(mdps, step_overhead):
         world = MDPBatch.from_mdps([mdps[i] for i in group], device, dtype)
         wants_optimal = "epsilon_greedy" in config.context["behaviours"]
         plan = world.solve(greedy_actions=wants_optimal)
