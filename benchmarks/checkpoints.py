@@ -3,15 +3,22 @@
 with the context its behaviour made) for every checkpoint in the package, beside
 certainty-equivalent planning on the same statistics; and the same on 2,048 held-out MDPs,
 whose smaller noise separates checkpoints that the 256 of training's validation cannot, with
-the time-dependent exploitation policy the agent deploys (`RLFM.exploitation_policy`).
+the time-dependent exploitation policy the agent deploys (`RLFM.exploitation_policy`). Then,
+for the default checkpoint, the grid of horizons that policy is asked at: the five fractions
+of H alone, and with each of the last k steps of an episode at its own horizon
+(`model.EXACT_LAST_STEPS`, the default marked), paired per MDP, with the time each takes.
 
     python benchmarks/checkpoints.py
 """
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import torch
 
+import rlfm.model
 from rlfm.checkpoint import load_model, pretrained_path
 from rlfm.evaluate import exact_score
 from rlfm.mdp import ScoreReference
@@ -25,13 +32,44 @@ LARGE = 2048
 def deployed_score(model, val) -> float:
     """Mean clipped exact score of the agent's time-dependent exploitation policy, computed for
     one statistic at a time exactly as the agent does."""
+    return mean_score(deployed_scores(model, val))
+
+
+def deployed_scores(model, val) -> torch.Tensor:
+    """Each MDP's exact score (unclipped) of the agent's time-dependent exploitation policy."""
     scores = []
     for chunk in val.chunks:
         for i in range(chunk.world.batch_size):
             mdp = chunk.world.to_mdp(i)
             policy = model.exploitation_policy(chunk.stats.to_statistics(i), mdp.horizon)
             scores.append(exact_score(mdp, ScoreReference.of(mdp))(policy, 0))
-    return mean_score(torch.tensor(scores))
+    return torch.tensor(scores)
+
+
+GRID_VARIANTS = (0, 4, 8, 16, 32, 10**9)   # exact last steps; 10**9: every step
+
+
+def grid_rows(model, val) -> list[str]:
+    """The exploitation grid's variants on `val`, paired per MDP against the default."""
+    default, scores, seconds = rlfm.model.EXACT_LAST_STEPS, {}, {}
+    try:
+        for k in GRID_VARIANTS:
+            rlfm.model.EXACT_LAST_STEPS = k
+            start = time.perf_counter()
+            scores[k] = deployed_scores(model, val).clamp(-1.0, 1.0).numpy()
+            seconds[k] = time.perf_counter() - start
+    finally:
+        rlfm.model.EXACT_LAST_STEPS = default
+    rows = ["| exact last steps | score | difference from the default (± SE) | time |",
+            "|---|---|---|---|"]
+    for k in GRID_VARIANTS:
+        d = scores[k] - scores[default]
+        name = "every step" if k >= 10**9 else ("none (the five fractions alone)" if k == 0
+                                                else str(k))
+        rows.append(f"| {name}{' (default)' if k == default else ''} | {scores[k].mean():.4f} | "
+                    f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f} | "
+                    f"{seconds[k]:.0f} s |")
+    return rows
 
 
 def main() -> None:
@@ -69,6 +107,10 @@ def main() -> None:
                      (f"{deployed_score(model, large):.4f} |" if model.exploit_head is not None else "— |"))
     lines.append(f"| CE-VI | — | — | {cevi_reference(val)['val_prior_score']:.3f} | — | "
                  f"{cevi_reference(large)['val_prior_score']:.4f} | — |")
+    lines += ["", f"The time-dependent exploitation policy's grid ({pretrained_path().stem}, the "
+              f"same {LARGE:,} MDPs): the head is asked at H, H/2, H/4, H/8, H/16 steps left and "
+              "at each of the last k; time for all the MDPs, one thread.", ""]
+    lines += grid_rows(load_model(pretrained_path()), large)
     text = "\n".join(lines)
     write_section("25_checkpoints", text)
     print(text)

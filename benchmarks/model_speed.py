@@ -2,7 +2,7 @@
 policy from a statistic (featurisation + network), for FrozenLake 8x8, Taxi and a 2,000-state
 grid; the time of what the agent computes after each episode, the acting policy with the
 time-dependent exploitation policy (`RLFM.logits`, then `RLFM.exploitation_policy` given the
-whole task's logits: one batched pass over the four shorter horizons); and the time of one
+whole task's logits: one batched pass over the shorter horizons of its grid); and the time of one
 hypothesis of the posterior sampler with its plan (`RLFM.posterior_actions`, 8 draws,
 checkpoint rlfm-v3-posterior), what the agent computes per episode in the posterior mode.
 Targets (docs/protocol.md): <= 5 ms for FrozenLake 8x8, <= 50 ms for Taxi.

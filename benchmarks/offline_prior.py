@@ -8,7 +8,8 @@ network's decisions fall short of planning on the data: by behaviour, amount of 
 family.
 
 Each MDP's row is saved in benchmarks/results/offline_prior.json when done and is not run
-again while the weights the exploitation policy reads and the package version are the same.
+again while the weights the exploitation policy reads, the horizons it is asked at and the
+package version are the same.
 
     python benchmarks/offline_prior.py [--mdps 400] [--workers 2]
 """
@@ -23,7 +24,7 @@ import torch
 import rlfm
 from exploration import held_out_mdp  # a sibling script
 from rlfm import agents
-from rlfm.checkpoint import policy_sha256, pretrained_path
+from rlfm.bench import rlfm_fingerprints
 from rlfm.envs import TabularEnv
 from rlfm.evaluate import DEFAULT_DATASET_EPISODES, collect_dataset, exact_score
 from rlfm.mdp import ScoreReference
@@ -89,7 +90,8 @@ def section(rows: dict) -> str:
 
 
 def main(mdps: int, workers: int) -> str:
-    key = {"policy_sha256": policy_sha256(pretrained_path()), "rlfm": rlfm.__version__,
+    # the weights the exploitation policy reads and the horizons it is asked at
+    key = {"policy": rlfm_fingerprints(None)[1], "rlfm": rlfm.__version__,
            "cells": [f"{b}:{d}" for b, d in CELLS], "agents": list(AGENTS)}
     rows = saved_rows(ROWS, key, {("rlfm",): ("rows", mdps)}, _row, workers)[("rlfm",)]
     return section({i: rows[i] for i in range(mdps)})

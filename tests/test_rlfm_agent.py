@@ -12,7 +12,7 @@ import rlfm
 from rlfm import RlfmError
 from rlfm.checkpoint import save_model
 from rlfm.evaluate import collect_dataset, collect_episodes, online_run
-from rlfm.model import RLFM, ModelConfig, horizon_grid
+from rlfm.model import EXACT_LAST_STEPS, RLFM, ModelConfig, horizon_grid
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,8 @@ def test_horizon_grid_serves_each_step_with_the_shortest_horizon_left(horizon):
     for h, i in enumerate(serves):
         left = horizon - h
         assert grid[i] >= left and (i == 0 or grid[i - 1] < left)
+        if left <= EXACT_LAST_STEPS:   # the last steps each at their own horizon
+            assert grid[i] == left
 
 
 def test_without_an_exploitation_head_it_exploits_greedily(plain_checkpoint):

@@ -40,7 +40,7 @@ def run_suite(suite: str, out: Path, *, online_agents: list[str], offline_agents
     if suite not in SUITES:
         raise RlfmError(f"unknown suite {suite!r}; available: {', '.join(SUITES)}")
     budgets = SUITES[suite]
-    online_print, offline_print = _rlfm_fingerprints(fixed)
+    online_print, offline_print = rlfm_fingerprints(fixed)
     for env_id in envs or []:
         if env_id not in budgets:
             raise RlfmError(f"{env_id!r} is not in the {suite} suite")
@@ -79,7 +79,7 @@ def _saved_if_interrupted(previous: dict | None, fingerprint: str, cell: Path, p
         raise
 
 
-def _rlfm_fingerprints(fixed: dict | None) -> tuple[str, str]:
+def rlfm_fingerprints(fixed: dict | None) -> tuple[str, str]:
     """What the rlfm agent's results depend on besides the seed, (online, offline). Online: the
     SHA-256 of the weights it runs with (the --checkpoint, or the shipped one), its exploration
     mode and that mode's knobs; offline, where only its exploitation policy is scored: the
@@ -87,7 +87,7 @@ def _rlfm_fingerprints(fixed: dict | None) -> tuple[str, str]:
     at which it asks for its time-dependent exploitation policy."""
     from rlfm.agents.rlfm import PERSISTENCE, POSTERIOR_SHARE, SAMPLES, SPREAD, default_exploration
     from rlfm.checkpoint import policy_sha256, read_config, resolve
-    from rlfm.model import REMAINING_FRACTIONS
+    from rlfm.model import EXACT_LAST_STEPS, REMAINING_FRACTIONS
 
     knobs = (fixed or {}).get("rlfm", {})
     path = resolve(knobs.get("checkpoint") or "pretrained")
@@ -102,7 +102,8 @@ def _rlfm_fingerprints(fixed: dict | None) -> tuple[str, str]:
         online += f" share={knobs.get('share', POSTERIOR_SHARE)}"
     offline = f"policy {policy_sha256(path)}"
     if config["model"].get("exploit_head"):
-        horizons = f" exploit_horizons={','.join(map(str, REMAINING_FRACTIONS))}"
+        horizons = (f" exploit_horizons={','.join(map(str, REMAINING_FRACTIONS))}"
+                    f" exact_last={EXACT_LAST_STEPS}")
         online, offline = online + horizons, offline + horizons
     return online, offline
 

@@ -297,9 +297,10 @@ class RLFM(nn.Module):
         self.eval()
         weight = self.sa_in[0].weight
         horizon = horizon.to(stats.counts.device)
-        # the grid horizons of `horizon_grid` per task, longest first (ties for short tasks)
+        # the grid horizons of `horizon_grid` per task (repeats for short tasks), the whole first
         levels = torch.stack([(f * horizon.double()).round().long().clamp_min(1)
-                              for f in REMAINING_FRACTIONS])
+                              for f in REMAINING_FRACTIONS]
+                             + [horizon.clamp_max(k) for k in range(1, EXACT_LAST_STEPS + 1)])
         compact = stats.compact()
         graphs = [encode(compact, h) for h in levels]
         out = self(GraphBatch.concatenate(graphs).to(weight.device, weight.dtype))
@@ -349,15 +350,19 @@ class RLFM(nn.Module):
 
 
 # The task horizons, as fractions of the episode's, at which the exploitation head is asked
-# for a time-dependent policy (chosen on held-out prior MDPs, benchmarks/checkpoints.py).
+# for a time-dependent policy, and the last steps of an episode, where the best action changes
+# fastest, each asked at its own horizon (both chosen on held-out prior MDPs,
+# benchmarks/checkpoints.py).
 REMAINING_FRACTIONS = (1.0, 0.5, 0.25, 0.125, 0.0625)
+EXACT_LAST_STEPS = 8
 
 
 def horizon_grid(horizon: int) -> tuple[list[int], np.ndarray]:
     """The task horizons (ascending, the last = `horizon`) at which a time-dependent policy
     asks the network, and for each step h of the episode the index of the one that serves it:
     the shortest that is at least the horizon - h steps left."""
-    grid = sorted({max(1, round(f * horizon)) for f in REMAINING_FRACTIONS})
+    grid = sorted({max(1, round(f * horizon)) for f in REMAINING_FRACTIONS}
+                  | set(range(1, min(EXACT_LAST_STEPS, horizon) + 1)))
     return grid, np.searchsorted(grid, horizon - np.arange(horizon))
 
 
