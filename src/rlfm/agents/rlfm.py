@@ -44,7 +44,8 @@ spread sets the hypothesis's scale by the sampler's uncertainty alone, not by th
 rewards seen so far (tiny costs, on DeepSea). "mixed" at spread 1,000 ties with per-step
 sampling on held-out prior MDPs over 50 episodes (0.780 vs 0.776), beats it over 200 (0.892
 vs 0.856, benchmarks/acting_rule.py) and on the squares (0.634): it is the default, and
-reaches PSRL's bar on 7 of the 11 suite MDPs, DeepSea included (benchmarks/suite.py).
+with the exploitation policy's grid exact over the last 8 steps reaches PSRL's bar on 8 of
+the 11 suite MDPs, DeepSea and NChain included (benchmarks/suite.py).
 Greedy acting behaves like certainty-equivalent control and gets stuck (NChain, Garnet20).
 The exploitation policy (`policy()`, and `fit` offline) is, with a checkpoint that has an
 exploitation head, that head's stochastic policy softmax(exploit logits), the policy whose
