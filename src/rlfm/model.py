@@ -297,10 +297,7 @@ class RLFM(nn.Module):
         self.eval()
         weight = self.sa_in[0].weight
         horizon = horizon.to(stats.counts.device)
-        # the grid horizons of `horizon_grid` per task (repeats for short tasks), the whole first
-        levels = torch.stack([(f * horizon.double()).round().long().clamp_min(1)
-                              for f in REMAINING_FRACTIONS]
-                             + [horizon.clamp_max(k) for k in range(1, EXACT_LAST_STEPS + 1)])
+        levels = grid_levels(horizon)
         compact = stats.compact()
         graphs = [encode(compact, h) for h in levels]
         out = self(GraphBatch.concatenate(graphs).to(weight.device, weight.dtype))
@@ -357,12 +354,20 @@ REMAINING_FRACTIONS = (1.0, 0.5, 0.25, 0.125, 0.0625)
 EXACT_LAST_STEPS = 8
 
 
+def grid_levels(horizon: torch.Tensor) -> torch.Tensor:
+    """(L, B): the task horizons at which the network is asked for tasks of `horizon` (B,),
+    the whole task first: the REMAINING_FRACTIONS of it (rounded, at least 1), then each of the
+    last EXACT_LAST_STEPS steps (at most the task's own; short tasks repeat horizons)."""
+    return torch.stack([(f * horizon.double()).round().long().clamp_min(1)
+                        for f in REMAINING_FRACTIONS]
+                       + [horizon.clamp_max(k) for k in range(1, EXACT_LAST_STEPS + 1)])
+
+
 def horizon_grid(horizon: int) -> tuple[list[int], np.ndarray]:
     """The task horizons (ascending, the last = `horizon`) at which a time-dependent policy
     asks the network, and for each step h of the episode the index of the one that serves it:
     the shortest that is at least the horizon - h steps left."""
-    grid = sorted({max(1, round(f * horizon)) for f in REMAINING_FRACTIONS}
-                  | set(range(1, min(EXACT_LAST_STEPS, horizon) + 1)))
+    grid = sorted(set(grid_levels(torch.tensor([horizon]))[:, 0].tolist()))
     return grid, np.searchsorted(grid, horizon - np.arange(horizon))
 
 
