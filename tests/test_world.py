@@ -477,6 +477,34 @@ def test_edge_list_transitions_plan_as_the_padded_slots(mixed):
     assert torch.equal(mine.actions, ref.actions[order])
 
 
+@pytest.mark.parametrize("discounted", [False, True])
+def test_every_expectation_path_gives_the_same_plan(mixed, discounted):
+    """The kernel takes E[V(s')] by a sparse matrix on CPU, and by gathers where a gradient
+    through the probabilities is asked for (as on other devices), from padded slots or from an
+    `Edges` list: the four give one plan, with and without a discount."""
+    from rlfm.planning import Edges
+    from rlfm.planning import backward_induction as kernel
+
+    _, world = mixed
+    N, A, _ = world.successors.shape
+    real = world.probs > 0
+    rows = torch.arange(N * A).view(N, A, 1).expand_as(real)[real]
+    gamma = torch.linspace(0.5, 0.99, world.batch_size, dtype=torch.float64) if discounted \
+        else None
+    plans = []
+    for listed in (False, True):
+        for gradient in (False, True):
+            probs = world.probs.clone().requires_grad_(gradient)
+            transitions = (Edges(rows, world.successors[real], probs[real]), None) if listed \
+                else (world.successors, probs)
+            plan = kernel(*transitions, world.R, world.state_mdp, world.horizon, gamma=gamma,
+                          action_mask=world.action_mask, terminal=world.terminal)
+            plans.append(plan)
+    for plan in plans[1:]:
+        torch.testing.assert_close(plan.q.detach(), plans[0].q, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(plan.v.detach(), plans[0].v, rtol=1e-12, atol=1e-12)
+
+
 def test_training_batches_score_policies_exactly_in_their_true_mdps():
     """A training batch carries its true MDPs: J of a policy given on the graph's nodes equals
     the exact evaluation, in the whole batch and in every part it splits into."""

@@ -226,28 +226,35 @@ class RLFM(nn.Module):
         self.sampler = PosteriorSampler(config) if config.noise_dim else None
 
     def forward(self, g: GraphBatch, steps: int | None = None) -> Outputs:
-        h_sa, h_s = propagate(self.blocks, self.sa_in(g.sa_x), self.state_in(g.state_x), g,
-                              steps or self.config.steps)
+        h_sa, h_s = self.trunk(g, steps)
         logits = self.policy_head(h_sa).squeeze(-1)
         exploit = logits if self.exploit_head is None else self.exploit_head(h_sa).squeeze(-1)
         return Outputs(logits, self.value_head(h_s).squeeze(-1), exploit)
 
+    def trunk(self, g: GraphBatch, steps: int | None = None):
+        """The embeddings (h_sa, h_s) that every head reads."""
+        return propagate(self.blocks, self.sa_in(g.sa_x), self.state_in(g.state_x), g,
+                         steps or self.config.steps)
+
     def log_policy(self, g: GraphBatch, steps: int | None = None) -> torch.Tensor:
-        """log π(a|s) for every (s, a) node: a log-softmax over each state's actions."""
-        return segment_log_softmax(self(g, steps).logits, g.sa_state, g.n_states)
+        """log π(a|s) for every (s, a) node: a log-softmax over each state's actions (the
+        policy head alone)."""
+        logits = self.policy_head(self.trunk(g, steps)[0]).squeeze(-1)
+        return segment_log_softmax(logits, g.sa_state, g.n_states)
 
     def _graph(self, stats: Statistics, horizon: int | list[int]) -> GraphBatch:
-        self.eval()
+        if self.training:
+            self.eval()
         weight = self.sa_in[0].weight
         return encode_statistics(stats, horizon).to(weight.device, weight.dtype)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def policy(self, stats: Statistics, horizon: int, steps: int | None = None) -> np.ndarray:
         """π(a|s) as an (S, A) array of action probabilities, from the statistic alone."""
         log_pi = self.log_policy(self._graph(stats, horizon), steps)
         return log_pi.exp().view(stats.n_states, stats.n_actions).double().cpu().numpy()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def logits(self, stats: Statistics, horizon: int,
                steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Acting-policy logits and exploitation logits, each an (S, A) array."""
@@ -256,7 +263,7 @@ class RLFM(nn.Module):
         return (out.logits.view(shape).double().cpu().numpy(),
                 out.exploit.view(shape).double().cpu().numpy())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def exploitation_policy(self, stats: Statistics, horizon: int,
                             whole: np.ndarray | None = None) -> np.ndarray:
         """The time-dependent exploitation policy (H, S, A) for a task of `horizon` steps: at
@@ -321,7 +328,7 @@ class RLFM(nn.Module):
         policy = exploit[serve, torch.arange(N, device=serve.device)[:, None]]
         return acting, policy * (left[stats.state_mdp] > 0)[..., None]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def posterior_actions(self, stats: Statistics, horizon: int,
                           generator: torch.Generator | None = None,
                           samples: int = 1, spread: float = 1.0) -> np.ndarray:

@@ -31,6 +31,7 @@ Differentiable with respect to R, bonus and the policy.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -57,13 +58,16 @@ class Edges:
 
     def expectation(self, N: int, A: int):
         """As `expectation`, for a list: the first n states' edges are a prefix."""
-        ends = torch.searchsorted(self.row, torch.arange(N + 1, device=self.row.device) * A)
-        ends = ends.tolist()
+        starts = torch.searchsorted(self.row, torch.arange(N * A + 1, device=self.row.device))
+        if _sparse_ok(self.prob):
+            return _sparse_expectation(starts, self.next_state, self.prob, N, A)
+        ends = starts[::A].tolist()
 
-        def expect(v: torch.Tensor, n: int) -> torch.Tensor:
+        def expect(v: torch.Tensor, n: int, add: torch.Tensor | None = None) -> torch.Tensor:
             e = ends[n]
             terms = self.prob[:e] * v[self.next_state[:e]]
-            return v.new_zeros(n * A).index_add(0, self.row[:e], terms).view(n, A)
+            start = v.new_zeros(n * A) if add is None else add.clone()
+            return start.index_add_(0, self.row[:e], terms).view(n, A)
         return expect
 
     def reorder(self, order: torch.Tensor, inverse: torch.Tensor, A: int) -> Edges:
@@ -74,20 +78,63 @@ class Edges:
 
 
 def expectation(successors: torch.Tensor, probs: torch.Tensor):
-    """A function (v (N,), n) -> E[v(s') | s, a] (n, A) for the first n states.
+    """A function (v (N,), n, add) -> add + E[v(s') | s, a] (n, A) for the first n states
+    (`add` (n * A,), flat, or None: nothing added).
 
-    The transitions are stored slot-major, (K, N*A), so that the sum over successors runs over
-    an outer axis (a sum over a short last axis is several times slower on CPU) and the first n
-    states are a slice, gathered without a copy of the index."""
+    On CPU the transitions become a sparse CSR matrix (N*A, N), zero probabilities left out,
+    and each step is one sparse matrix-vector product with the addition fused in (unless a
+    gradient through the probabilities is asked for: `_sparse_ok`). Elsewhere they
+    are stored slot-major, (K, N*A), so that the sum over successors runs over an outer axis (a
+    sum over a short last axis is several times slower), the values picked by one
+    `index_select` on a flat index. Either way the first n states' part is made once each time
+    n changes."""
     N, A, K = successors.shape
+    if _sparse_ok(probs):
+        keep = probs.reshape(N * A, K) != 0
+        starts = torch.cat([keep.new_zeros(1, dtype=torch.int64), keep.sum(1).cumsum(0)])
+        return _sparse_expectation(starts, successors.reshape(N * A, K)[keep],
+                                   probs.reshape(N * A, K)[keep], N, A)
     # contiguous copies: the permuted view has stride 1 along K, which makes the sum slow
     index = successors.permute(2, 0, 1).reshape(K, N * A).contiguous()
     weights = probs.permute(2, 0, 1).reshape(K, N * A).contiguous()
+    m, flat, w = N * A, index.view(-1), weights
 
-    def expect(v: torch.Tensor, n: int) -> torch.Tensor:
-        m = n * A
-        slots, w = (index, weights) if m == N * A else (index[:, :m], weights[:, :m])
-        return v.expand(K, v.shape[0]).gather(1, slots).mul_(w).sum(0).view(n, A)
+    def expect(v: torch.Tensor, n: int, add: torch.Tensor | None = None) -> torch.Tensor:
+        nonlocal m, flat, w
+        if m != n * A:
+            m, flat, w = n * A, index[:, :n * A].reshape(-1), weights[:, :n * A]
+        q = v.index_select(0, flat).view(K, m).mul_(w).sum(0)
+        return (q if add is None else q.add_(add)).view(n, A)
+    return expect
+
+
+def _sparse_ok(probs: torch.Tensor) -> bool:
+    """Whether the sparse matrix serves: on CPU, and no gradient asked through the
+    probabilities (torch's sparse CSR backward does not give one for the part of a matrix)."""
+    return probs.device.type == "cpu" and not (torch.is_grad_enabled() and probs.requires_grad)
+
+
+def _sparse_expectation(rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor,
+                        N: int, A: int):
+    """`expectation` by a sparse CSR matrix (N * A, N): `rows` (N * A + 1,) where each (s, a)'s
+    transitions start in `columns` (next states) and `values` (their probabilities)."""
+    if N * A < 2**31 and columns.numel() < 2**31:   # 32-bit indices: what the CPU kernel takes
+        rows, columns = rows.int(), columns.int()
+    ends = rows[::A].tolist()   # where each state's transitions start
+
+    def matrix(n: int) -> torch.Tensor:   # the first n states' rows
+        e = ends[n]
+        with warnings.catch_warnings():   # torch's note that its sparse CSR support is "beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(rows[:n * A + 1], columns[:e], values[:e],
+                                           (n * A, N), check_invariants=False)
+    m, P = N, matrix(N)
+
+    def expect(v: torch.Tensor, n: int, add: torch.Tensor | None = None) -> torch.Tensor:
+        nonlocal m, P
+        if m != n:
+            m, P = n, matrix(n)
+        return (torch.mv(P, v) if add is None else torch.addmv(add, P, v)).view(n, A)
     return expect
 
 
@@ -161,26 +208,33 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
         if not differentiable:
             if dead is not None:
                 bounds, dead = bounds.masked_fill(dead, 0.0), None
-            # t * bounds, rewritten in place at each step (a gradient would need them all),
-            # t a tensor (a Python number would be wrapped into a new one at every step)
-            step_bounds = torch.empty_like(bounds)
-            step_count = torch.arange(H + 1, dtype=bounds.dtype, device=device)
+            # t * bounds, accumulated in place at each step (a gradient would need them all),
+            # with views of both sides made once: one operation per step
+            step_bounds = torch.zeros_like(bounds)
+            step_lo, step_hi = step_bounds.unbind(0)
     rows = torch.arange(N, device=device)
     v = R.new_zeros(N)
     finished = []                  # Q_0 of the states whose MDP's horizon is t, t = 1, 2, ...
     actions = state_mdp.new_zeros(N, H) if greedy_actions else None
+    base = base.reshape(-1)
+    n_was = None
     for t in range(1, H + 1):
         n = active[t]
-        cut = (lambda x: x) if n == N else (lambda x, n=n: None if x is None else x[:n])
-        q = expect(v, n)     # a new tensor: updated in place from here on
-        if gamma is not None:
-            q = q.mul_(cut(gamma))
-        q = q.add_(cut(base))
+        if n != n_was:     # the running states changed: their slices, made once
+            n_was = n
+            cut = (lambda x: x) if n == N else (lambda x, n=n: None if x is None else x[:n])
+            add = base[:n * A]
+        if gamma is None:    # a new tensor: updated in place from here on
+            q = expect(v, n, add)
+        else:
+            q = expect(v, n).mul_(cut(gamma)).add_(add.view(n, A))
         if bounds is not None:
-            limits = t * bounds if step_bounds is None else \
-                torch.mul(bounds, step_count[t], out=step_bounds)
-            lo, hi = (limits[0], limits[1]) if n == N else (limits[0, :n], limits[1, :n])
-            q = torch.clamp(q, lo, hi) if step_bounds is None else q.clamp_(lo, hi)
+            if step_bounds is None:
+                limits = t * bounds
+                q = torch.clamp(q, limits[0, :n], limits[1, :n])
+            else:
+                step_bounds.add_(bounds)
+                q = q.clamp_(step_lo, step_hi) if n == N else q.clamp_(step_lo[:n], step_hi[:n])
         if dead is not None:
             q = q.masked_fill(cut(dead), 0.0)
         if policy is None:
