@@ -16,7 +16,9 @@ the data are in (what `policy()` reports online and what `fit` returns offline; 
 the steps left, it makes that policy time-dependent: `exploitation_policy`); acting and exploiting
 want different heads. A value head reads the state nodes. There is no maximum S or
 A: every operation is per node or edge, with shared weights and order-free sums, hence
-equivariant to permutations of states and of actions.
+equivariant to permutations of states and of actions. Node values are gathered by
+`index_select`, whose gradient is a scatter-add: an advanced index's (an accumulating
+index_put) made the backward pass several times slower on CPU.
 """
 
 from __future__ import annotations
@@ -50,14 +52,14 @@ class ModelConfig:
 
 def segment_softmax(logits: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
     """Softmax of `logits` within each group of `index` (groups of size 0 are allowed)."""
-    shifted = logits - segment_max(logits, index, n).detach()[index]
+    shifted = logits - segment_max(logits, index, n).detach().index_select(0, index)
     weights = shifted.exp()
-    return weights / segment_sum(weights, index, n)[index].clamp_min(1e-30)
+    return weights / segment_sum(weights, index, n).index_select(0, index).clamp_min(1e-30)
 
 
 def segment_log_softmax(logits: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    shift = segment_max(logits, index, n).detach()[index]
-    log_z = segment_sum((logits - shift).exp(), index, n).log()[index]
+    shift = segment_max(logits, index, n).detach().index_select(0, index)
+    log_z = segment_sum((logits - shift).exp(), index, n).log().index_select(0, index)
     return logits - shift - log_z
 
 
@@ -94,17 +96,19 @@ class Block(nn.Module):
         h_s = h_s + self.state_update(self.state_norm(torch.cat([h_s, pooled], dim=-1)))
         # message: (s, a) attends over its observed successors
         alpha = self.attention(h_sa, h_s, g)
-        message = segment_sum(alpha.unsqueeze(-1) * self.value(h_s)[g.edge_next], g.edge_sa, n_sa)
+        message = segment_sum(alpha.unsqueeze(-1) * self.value(h_s).index_select(0, g.edge_next),
+                              g.edge_sa, n_sa)
         message = torch.where(has_edges.unsqueeze(-1), message, self.unvisited)
         # update the state-action nodes
-        update = torch.cat([h_sa, message, h_s[g.sa_state]], dim=-1)
+        update = torch.cat([h_sa, message, h_s.index_select(0, g.sa_state)], dim=-1)
         h_sa = h_sa + self.sa_update(self.sa_norm(update))
         return h_sa, h_s
 
 
     def attention(self, h_sa, h_s, g: GraphBatch) -> torch.Tensor:
         """Weights of each edge (s, a) -> s' among the successors of (s, a)."""
-        q, k = self.query(h_sa)[g.edge_sa], self.key(h_s)[g.edge_next]
+        q = self.query(h_sa).index_select(0, g.edge_sa)
+        k = self.key(h_s).index_select(0, g.edge_next)
         logits = (q * k).sum(-1) / np.sqrt(q.shape[-1]) + self.edge_logit(g.edge_x).squeeze(-1)
         if self.transition_bias:
             logits = logits + self.beta * g.edge_log_p
@@ -171,9 +175,10 @@ class PosteriorSampler(nn.Module):
     def forward(self, g: GraphBatch, noise) -> torch.Tensor:
         """delta (N_sa,) for `noise` (as `draw_noise` gives)."""
         sa, state, graph = noise
-        per_state = graph[g.state_graph]
+        per_state = graph.index_select(0, g.state_graph)
         h_s = self.state_in(g.state_x) + self.state_noise(torch.cat([state, per_state], -1))
-        h_sa = self.sa_in(g.sa_x) + self.sa_noise(torch.cat([sa, per_state[g.sa_state]], -1))
+        h_sa = self.sa_in(g.sa_x) + self.sa_noise(
+            torch.cat([sa, per_state.index_select(0, g.sa_state)], -1))
         h_sa, _ = propagate(self.blocks, h_sa, h_s, g, self.steps)
         return self.reward_head(h_sa).squeeze(-1)
 

@@ -56,16 +56,16 @@ class Edges:
     next_state: torch.Tensor
     prob: torch.Tensor
 
-    def expectation(self, N: int, A: int):
+    def expectation(self, N: int, A: int, sparse: bool):
         """As `expectation`, for a list: the first n states' edges are a prefix."""
         starts = torch.searchsorted(self.row, torch.arange(N * A + 1, device=self.row.device))
-        if _sparse_ok(self.prob):
+        if sparse:
             return _sparse_expectation(starts, self.next_state, self.prob, N, A)
         ends = starts[::A].tolist()
 
         def expect(v: torch.Tensor, n: int, add: torch.Tensor | None = None) -> torch.Tensor:
             e = ends[n]
-            terms = self.prob[:e] * v[self.next_state[:e]]
+            terms = self.prob[:e] * v.index_select(0, self.next_state[:e])
             start = v.new_zeros(n * A) if add is None else add.clone()
             return start.index_add_(0, self.row[:e], terms).view(n, A)
         return expect
@@ -77,19 +77,20 @@ class Edges:
         return Edges(row[sort], inverse[self.next_state[sort]], self.prob[sort])
 
 
-def expectation(successors: torch.Tensor, probs: torch.Tensor):
+def expectation(successors: torch.Tensor, probs: torch.Tensor, sparse: bool):
     """A function (v (N,), n, add) -> add + E[v(s') | s, a] (n, A) for the first n states
     (`add` (n * A,), flat, or None: nothing added).
 
-    On CPU the transitions become a sparse CSR matrix (N*A, N), zero probabilities left out,
-    and each step is one sparse matrix-vector product with the addition fused in (unless a
-    gradient through the probabilities is asked for: `_sparse_ok`). Elsewhere they
+    `sparse` (on CPU, with no gradient asked for): the transitions become a sparse CSR matrix
+    (N*A, N), zero probabilities left out, and each step is one sparse matrix-vector product
+    with the addition fused in (with a gradient, torch would transpose the matrix again at every
+    step of the backward pass, and none flows to a part of its values). Otherwise they
     are stored slot-major, (K, N*A), so that the sum over successors runs over an outer axis (a
     sum over a short last axis is several times slower), the values picked by one
     `index_select` on a flat index. Either way the first n states' part is made once each time
     n changes."""
     N, A, K = successors.shape
-    if _sparse_ok(probs):
+    if sparse:
         keep = probs.reshape(N * A, K) != 0
         starts = torch.cat([keep.new_zeros(1, dtype=torch.int64), keep.sum(1).cumsum(0)])
         return _sparse_expectation(starts, successors.reshape(N * A, K)[keep],
@@ -106,12 +107,6 @@ def expectation(successors: torch.Tensor, probs: torch.Tensor):
         q = v.index_select(0, flat).view(K, m).mul_(w).sum(0)
         return (q if add is None else q.add_(add)).view(n, A)
     return expect
-
-
-def _sparse_ok(probs: torch.Tensor) -> bool:
-    """Whether the sparse matrix serves: on CPU, and no gradient asked through the
-    probabilities (torch's sparse CSR backward does not give one for the part of a matrix)."""
-    return probs.device.type == "cpu" and not (torch.is_grad_enabled() and probs.requires_grad)
 
 
 def _sparse_expectation(rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor,
@@ -186,7 +181,6 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
     # the states whose MDP still runs at t steps to go: a prefix of length active[t]
     steps = torch.arange(H + 2, device=device)
     active = torch.searchsorted(-h_state, -steps, right=True).tolist()
-    expect = edges.expectation(N, A) if edges is not None else expectation(successors, probs)
     base = R if bonus is None else R + bonus
     # Few tensor operations per step (at small sizes their launch, not arithmetic, is the
     # cost): the padded actions' mask is negated once, and terminal states, when there are
@@ -202,6 +196,9 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
               *(bounds if bounds is not None else ()))
     differentiable = torch.is_grad_enabled() and any(
         isinstance(x, torch.Tensor) and x.requires_grad for x in inputs)
+    sparse = device.type == "cpu" and not differentiable
+    expect = edges.expectation(N, A, sparse) if edges is not None else \
+        expectation(successors, probs, sparse)
     step_bounds = None
     if bounds is not None:
         bounds = torch.stack([per_state(bounds[0]), per_state(bounds[1])])   # (2, N, 1)
