@@ -212,7 +212,8 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
     rows = torch.arange(N, device=device)
     v = R.new_zeros(N)
     finished = []                  # Q_0 of the states whose MDP's horizon is t, t = 1, 2, ...
-    actions = state_mdp.new_zeros(N, H) if greedy_actions else None
+    actions = state_mdp.new_zeros(N * H) if greedy_actions else None   # flat (N, H)
+    step_zero = rows * H + h_state      # where in it a state's action at step h_state - t is, + t
     base = base.reshape(-1)
     n_was = None
     for t in range(1, H + 1):
@@ -234,19 +235,21 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
                 q = q.clamp_(step_lo, step_hi) if n == N else q.clamp_(step_lo[:n], step_hi[:n])
         if dead is not None:
             q = q.masked_fill(cut(dead), 0.0)
+        if policy is None or actions is not None:   # the best value, for V or the actions
+            scored = q if invalid is None else q.masked_fill(cut(invalid), -torch.inf)
+            top = scored.amax(-1, keepdim=True)
         if policy is None:
-            v_new = (q if invalid is None else q.masked_fill(cut(invalid), -torch.inf)).amax(-1)
+            v_new = top.view(n)
         else:
             pi = cut(policy) if policy.dim() == 2 else \
                 policy[rows[:n], (h_state[:n] - t).clamp_min(0)]
             v_new = (pi * q).sum(-1)
         if actions is not None:
-            scored = q if invalid is None else q.masked_fill(cut(invalid), -torch.inf)
             if tie_noise is not None:   # among the exact maximisers, the largest noise
-                top = scored.amax(-1, keepdim=True)
                 scored = torch.where(scored == top, cut(tie_noise), -1.0)
-            actions[rows[:n], h_state[:n] - t] = scored.argmax(-1)
+            actions.index_copy_(0, step_zero[:n] - t, scored.argmax(-1))
         v = v_new if n == N else torch.cat([v_new, v[n:]])
         if active[t + 1] < n:
             finished.append(q[active[t + 1]:])
-    return Plan(q=torch.cat(finished[::-1]), v=v, actions=actions)
+    return Plan(q=torch.cat(finished[::-1]), v=v,
+                actions=None if actions is None else actions.view(N, H))

@@ -490,68 +490,79 @@ class Simulator:
         u = torch.rand(lane_mdp.numel(), generator=gen, device=device, dtype=torch.float64)
         state = torch.searchsorted(self.start_keys, lane_mdp + u, right=True)
         last = world.first_state + world.n_states - 1
-        state = torch.minimum(state, last[lane_mdp])
+        state = torch.minimum(state, last.index_select(0, lane_mdp))
         counts, visits = stats.counts.view(-1), stats.visits.view(-1)
         r_sum, r_sq = stats.reward_sum.view(-1), stats.reward_sq_sum.view(-1)
         noisy = obs is not None and bool((obs.noise > 0).any())
         entry = obs is not None and bool(obs.use_entry.any())
-        n_actions = world.n_actions
-        for t in range(int(world.horizon[lane_mdp].max())):
+        # what each lane reads of its MDP, gathered once and kept along with the lanes
+        per_mdp = {"n_actions": world.n_actions, "horizon": world.horizon}
+        if actor.epsilon is not None:
+            per_mdp["epsilon"] = actor.epsilon
+        if noisy:
+            per_mdp["noise"] = obs.noise
+        if entry:
+            per_mdp["use_entry"] = obs.use_entry
+        lane = {k: x.index_select(0, lane_mdp) for k, x in per_mdp.items()}
+        ones = torch.ones(lane_mdp.numel(), device=device, dtype=dtype)
+        for t in range(int(lane["horizon"].max())):
             L = lane_mdp.numel()
             if L == 0:
                 break
-            action = _act(actor, lane_mdp, state, t, n_actions, gen)
+            action = _act(actor, state, t, lane, gen)
             row = state * A + action
             u = torch.rand(L, generator=gen, device=device, dtype=dtype)
-            slot = (u[:, None] >= self.cdf[row]).sum(-1)
-            next_state = self.next_states[row, slot]
-            reward = self.R[row]
+            slot = (u[:, None] >= self.cdf.index_select(0, row)).sum(-1)
+            pair_slot = row * K + slot
+            next_state = self.next_states.view(-1).index_select(0, pair_slot)
+            reward = self.R.index_select(0, row)
             if entry:
-                reward = torch.where(obs.use_entry[lane_mdp], world.entry_reward[next_state],
-                                     reward)
+                reward = torch.where(lane["use_entry"], world.entry_reward.index_select(
+                    0, next_state), reward)
             if noisy:
-                reward = reward + obs.noise[lane_mdp] * torch.randn(
+                reward = reward + lane["noise"] * torch.randn(
                     L, generator=gen, device=device, dtype=dtype)
-            done = world.terminal[next_state]
-            ones = torch.ones(L, device=device, dtype=dtype)
-            visits.index_add_(0, row, ones)
-            counts.index_add_(0, row * K + slot, ones)
+            done = world.terminal.index_select(0, next_state)
+            one = ones[:L]
+            visits.index_add_(0, row, one)
+            counts.index_add_(0, pair_slot, one)
             wide = reward.double()
             r_sum.index_add_(0, row, wide)
             r_sq.index_add_(0, row, wide * wide)
             if bool(done.any()):
-                stats.terminations.view(-1).index_add_(0, row[done], ones[done])
-                stats.terminal_entries.index_add_(0, next_state[done], ones[done])
+                stats.terminations.view(-1).index_add_(0, row[done], one[done])
+                stats.terminal_entries.index_add_(0, next_state[done], one[done])
             if record is not None:
                 record.append(Recorded(lane_mdp, state, action, reward, next_state, done))
-            alive = ~done & (t + 1 < world.horizon[lane_mdp])
+            alive = ~done & (lane["horizon"] > t + 1)
             if not bool(alive.all()):
                 keep = alive.nonzero().squeeze(1)
                 lane_mdp, next_state = lane_mdp[keep], next_state[keep]
+                lane = {k: x[keep] for k, x in lane.items()}
             state = next_state
 
 
-def _act(actor: Actor, lane_mdp, state, t, n_actions, gen) -> torch.Tensor:
-    L = lane_mdp.numel()
-    n = n_actions[lane_mdp]
+def _act(actor: Actor, state, t, lane: dict, gen) -> torch.Tensor:
+    L = state.numel()
+    n = lane["n_actions"]
 
     def uniform():
-        u = torch.rand(L, generator=gen, device=lane_mdp.device)
+        u = torch.rand(L, generator=gen, device=state.device)
         return torch.minimum((u * n).long(), n - 1)
 
     table = actor.table
     if table is None:
         return uniform()
     if table.is_floating_point():                   # (N, A) probabilities
-        cum = table[state].cumsum(-1)
-        u = torch.rand(L, generator=gen, device=lane_mdp.device, dtype=cum.dtype)
+        cum = table.index_select(0, state).cumsum(-1)
+        u = torch.rand(L, generator=gen, device=state.device, dtype=cum.dtype)
         action = torch.minimum((u[:, None] * cum[:, -1:] >= cum).sum(-1), n - 1)
     elif table.dim() == 2:                          # (N, Hmax) actions per step
-        action = table[state, t]
+        action = table[:, t].index_select(0, state)
     else:                                           # (N,) stationary actions
-        action = table[state]
+        action = table.index_select(0, state)
     if actor.epsilon is not None:
-        explore = torch.rand(L, generator=gen, device=lane_mdp.device) < actor.epsilon[lane_mdp]
+        explore = torch.rand(L, generator=gen, device=state.device) < lane["epsilon"]
         action = torch.where(explore, uniform(), action)
     return action
 
