@@ -212,8 +212,10 @@ def backward_induction(successors: torch.Tensor | Edges, probs: torch.Tensor | N
     rows = torch.arange(N, device=device)
     v = R.new_zeros(N)
     finished = []                  # Q_0 of the states whose MDP's horizon is t, t = 1, 2, ...
-    actions = state_mdp.new_zeros(N * H) if greedy_actions else None   # flat (N, H)
-    step_zero = rows * H + h_state      # where in it a state's action at step h_state - t is, + t
+    actions = step_zero = None
+    if greedy_actions:
+        actions = state_mdp.new_zeros(N * H)    # flat (N, H)
+        step_zero = rows * H + h_state          # where a state's action at step h_state - t is, + t
     base = base.reshape(-1)
     n_was = None
     for t in range(1, H + 1):
