@@ -131,21 +131,25 @@ def test_the_posterior_checkpoint_is_v3_plus_a_sampler():
     assert {name.split(".")[0] for name in set(posterior) - set(v3)} == {"sampler"}
 
 
-def test_the_deep_checkpoint_is_v3_fine_tuned_by_its_config_file():
-    """rlfm-v4-deep records the training configuration of configs/rlfm-v4-deep.toml (the deep
-    prior, started from rlfm-v3) and has v3's architecture."""
+@pytest.mark.parametrize("name, parent", [("rlfm-v4-deep", "rlfm-v3"),
+                                          ("rlfm-v5", "rlfm-v3-posterior")])
+def test_a_fine_tuned_checkpoint_records_its_config_file(name, parent):
+    """rlfm-v4-deep (the deep prior) and rlfm-v5 (the offline-like contexts) record the training
+    configuration of their configs/NAME.toml, started from `parent`, with its architecture;
+    rlfm-v5 trains no posterior sampler, so its sampler is its parent's, bit for bit."""
     from pathlib import Path
 
-    from rlfm.checkpoint import pretrained_path, read_config
+    from rlfm.checkpoint import SAMPLER, pretrained_path, read_config
     from rlfm.train import RunConfig
 
-    config = RunConfig.load(Path(__file__).parent.parent / "configs" / "rlfm-v4-deep.toml")
-    shipped = read_config(pretrained_path("rlfm-v4-deep"))
+    config = RunConfig.load(Path(__file__).parent.parent / "configs" / f"{name}.toml")
+    shipped = read_config(pretrained_path(name))
     assert shipped["training"] == json.loads(json.dumps(config.to_dict()))
-    assert shipped["training"]["train"]["init"] == "rlfm-v3"
-    v3, deep = (load_model(pretrained_path(n)).state_dict() for n in ("rlfm-v3", "rlfm-v4-deep"))
-    assert {k: v.shape for k, v in v3.items()} == {k: v.shape for k, v in deep.items()}
-    assert any(not torch.equal(v3[k], deep[k]) for k in v3)
+    assert shipped["training"]["train"]["init"] == parent
+    before, after = (load_model(pretrained_path(n)).state_dict() for n in (parent, name))
+    assert {k: v.shape for k, v in before.items()} == {k: v.shape for k, v in after.items()}
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(SAMPLER))
 
 
 def test_posterior_actions_are_a_plan_drawn_by_the_seed():

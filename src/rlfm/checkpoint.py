@@ -24,7 +24,7 @@ from rlfm.io import atomic_write, atomic_write_text
 from rlfm.model import RLFM, ModelConfig
 
 FORMAT_VERSION = 2  # 2: 14 state-action features (the plans' gaps in MDP-span units)
-PRETRAINED = "rlfm-v3-posterior"  # rlfm-v3 plus its posterior sampler
+PRETRAINED = "rlfm-v5"  # rlfm-v3-posterior fine-tuned on offline-like contexts
 SAMPLER = "sampler."  # the prefix of the posterior sampler's tensors
 
 

@@ -31,8 +31,9 @@ DEFAULT_OFFLINE = "rlfm,vilcb,cevi"
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 DATASET_EPISODES = ",".join(map(str, DEFAULT_DATASET_EPISODES))
 CHECKPOINT_HELP = ("model checkpoint for the rlfm agent: a path, or the name of one shipped "
-                   "in the package (rlfm-v3-posterior, the default: rlfm-v3 plus a posterior "
-                   "sampler; rlfm-v3, rlfm-v4-deep, rlfm-v2, rlfm-v1)")
+                   "in the package (rlfm-v5, the default: rlfm-v3-posterior fine-tuned on "
+                   "offline-like contexts; rlfm-v3-posterior, rlfm-v3, rlfm-v4-deep, rlfm-v2, "
+                   "rlfm-v1)")
 # Options shared by several commands.
 Env = Annotated[str, typer.Argument(help=ENV_HELP)]
 EnvKwargs = Annotated[str | None, typer.Option(

@@ -15,8 +15,8 @@ acts on them. `exploration`:
                       actions of probability p each (DeepSea's costly moves, a chain's steps
                       against the current) has a chance near p * persistence^(k-1), not p^k;
   "posterior"         posterior sampling with a learned prior (a checkpoint with a posterior
-                      sampler, `model.PosteriorSampler`, as the shipped rlfm-v3-posterior
-                      has): one hypothesis
+                      sampler, `model.PosteriorSampler`, as the shipped rlfm-v5 and
+                      rlfm-v3-posterior have): one hypothesis
                       about the MDP per episode, and its plan followed for the whole episode;
                       the hypothesis's rewards are the mean of `samples` draws plus `spread`
                       times their pairwise maximum's distance from it (spread 1: the upper
@@ -161,7 +161,7 @@ class RLFMAgent(ModelBasedAgent):
         exploration = exploration or default_exploration(self.network.config.noise_dim)
         if exploration in ("posterior", "mixed") and self.network.sampler is None:
             raise RlfmError(f"rlfm: exploration {exploration} needs a checkpoint with a "
-                            "posterior sampler (such as rlfm-v3-posterior)")
+                            "posterior sampler (such as rlfm-v5, the default)")
         self.exploration, self.samples = exploration, samples
         self.persistence, self.share = float(persistence), float(share)
         self.spread = float(spread)
