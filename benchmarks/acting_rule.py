@@ -3,7 +3,8 @@ MDPs (synthetic, never trained on; the stream of benchmarks/exploration.py) over
 the middle of the suite's budgets (100 to 300), per-step sampling with rlfm-v3 against
 persistent sampling at several persistences and "mixed" acting with rlfm-v3-posterior (rlfm-v3
 plus its posterior sampler) at the agent's default spread (the agent's default rule, chosen
-here), paired per MDP (the same MDP and seed). The first
+here), and the same with rlfm-v5 (rlfm-v3-posterior fine-tuned on offline-like contexts, the
+default checkpoint since), paired per MDP (the same MDP and seed). The first
 50 episodes of each run give exploration.py's 50-episode protocol on the same MDPs.
 
 With --batched N, per-step sampling is also run on the first N of those MDPs by the batched
@@ -50,7 +51,9 @@ RULES = {"sample": {"exploration": "sample"},
                                "spread": SPREAD},
          **{f"mixed {SPREAD:g}, share {share}": {
              "exploration": "mixed", "checkpoint": "rlfm-v3-posterior", "spread": SPREAD,
-             "share": share} for share in (0.25, 0.75)}}
+             "share": share} for share in (0.25, 0.75)},
+         f"mixed {SPREAD:g}, rlfm-v5": {"exploration": "mixed", "checkpoint": "rlfm-v5",
+                                         "spread": SPREAD}}
 BASE = "sample"
 CHECKPOINT = "rlfm-v3"  # of the rules that name none (the network of rlfm-v3-posterior, less its
                         # sampler, which those rules do not use)

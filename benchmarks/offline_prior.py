@@ -7,11 +7,15 @@ settings and checkpoints are to be chosen (the suite is for reporting), and a ma
 network's decisions fall short of planning on the data: by behaviour, amount of data and prior
 family.
 
+With --against NAME, another checkpoint's exploitation policy (a shipped name or a path) is
+run on the same datasets, and a table gives the shipped one's paired difference from it per
+cell (how a new default was chosen: held-out prior MDPs, not the suite).
+
 Each MDP's row is saved in benchmarks/results/offline_prior.json when done and is not run
-again while the weights the exploitation policy reads, the horizons it is asked at and the
+again while the weights the exploitation policies read, the horizons they are asked at and the
 package version are the same.
 
-    python benchmarks/offline_prior.py [--mdps 400] [--workers 2]
+    python benchmarks/offline_prior.py [--mdps 400] [--workers 2] [--against rlfm-v3-posterior]
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ CELLS = [(b, d) for b in BEHAVIORS for d in SIZES]
 SHORT = 0.02  # a cell where rlfm is below CE-VI by more than this counts as short
 
 
-def _row(_run: str, i: int) -> tuple[str, list]:
-    """The MDP's family and, per (behaviour, D) of CELLS, the clipped scores of AGENTS."""
+def _row(_run: str, checkpoint: str | None, i: int) -> tuple[str, list]:
+    """The MDP's family and, per (behaviour, D) of CELLS, the clipped scores of AGENTS (rlfm
+    with `checkpoint`, the shipped one when None)."""
     torch.set_num_threads(1)
     mdp = held_out_mdp(i)
     env, score = TabularEnv(mdp), exact_score(mdp, ScoreReference.of(mdp))
-    fitted = [agents.make(name, mdp.n_states, mdp.n_actions, mdp.horizon, seed=i)
+    fitted = [agents.make(name, mdp.n_states, mdp.n_actions, mdp.horizon, seed=i,
+                          **({"checkpoint": checkpoint} if name == "rlfm" and checkpoint else {}))
               for name in AGENTS]
     scores = []
     for behavior, episodes in CELLS:
@@ -52,6 +58,14 @@ def _row(_run: str, i: int) -> tuple[str, list]:
         scores.append([float(np.clip(score(agent.fit(data).policy(), 0), -1.0, 1.0))
                        for agent in fitted])
     return mdp.info["family"], scores
+
+
+def cell_table(cell) -> list[str]:
+    """A behaviour x D table whose cells are `cell(index in CELLS)`."""
+    return (["| behaviour | " + " | ".join(f"D={d}" for d in SIZES) + " |",
+             "|---|" + "---|" * len(SIZES)] +
+            [f"| {b} | " + " | ".join(cell(CELLS.index((b, d))) for d in SIZES) + " |"
+             for b in BEHAVIORS])
 
 
 def section(rows: dict) -> str:
@@ -65,18 +79,10 @@ def section(rows: dict) -> str:
              "the MDP's index), the shipped checkpoint's exploitation policy (`fit`) against "
              "CE-VI (the time-dependent greedy plan of the empirical model) on the same data; "
              "exact normalised scores clipped to [-1, 1]. Cells: mean rlfm / mean CE-VI "
-             f"(difference ± SE; MDPs where rlfm is below CE-VI by more than {SHORT}).", "",
-             "| behaviour | " + " | ".join(f"D={d}" for d in SIZES) + " |",
-             "|---|" + "---|" * len(SIZES)]
-    for behavior in BEHAVIORS:
-        cells = []
-        for d in SIZES:
-            c = CELLS.index((behavior, d))
-            x = diff[:, c]
-            cells.append(f"{s[:, c, 0].mean():.3f} / {s[:, c, 1].mean():.3f} "
-                         f"({x.mean():+.3f} ± {x.std(ddof=1) / np.sqrt(n):.3f}; "
-                         f"{int((x < -SHORT).sum())})")
-        lines.append(f"| {behavior} | " + " | ".join(cells) + " |")
+             f"(difference ± SE; MDPs where rlfm is below CE-VI by more than {SHORT}).", ""]
+    lines += cell_table(lambda c: f"{s[:, c, 0].mean():.3f} / {s[:, c, 1].mean():.3f} "
+                        f"({diff[:, c].mean():+.3f} ± {diff[:, c].std(ddof=1) / np.sqrt(n):.3f}; "
+                        f"{int((diff[:, c] < -SHORT).sum())})")
     rich = [c for c, (_, d) in enumerate(CELLS) if d >= 100]
     lines += ["", "By prior family, with plentiful data (D ≥ 100, all behaviours): mean rlfm / "
               "mean CE-VI, the difference, and the worst MDP-cell difference.", "",
@@ -89,19 +95,45 @@ def section(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def main(mdps: int, workers: int) -> str:
-    # the weights the exploitation policy reads and the horizons it is asked at
-    key = {"policy": rlfm_fingerprints(None)[1], "rlfm": rlfm.__version__,
+def comparison(rows: dict, other: dict, against: str) -> str:
+    """The shipped checkpoint's paired difference from `against`, per cell."""
+    s = np.array([row[1] for row in rows.values()])[:, :, 0]
+    o = np.array([row[1] for row in other.values()])[:, :, 0]
+    n = len(rows)
+    lines = ["", f"The shipped checkpoint against `{against}` on the same datasets (`--against "
+             f"{against}`): mean {against} → mean shipped (paired difference ± SE).", ""]
+    d = s - o
+    lines += cell_table(lambda c: f"{o[:, c].mean():.3f} → {s[:, c].mean():.3f} "
+                        f"({d[:, c].mean():+.3f} ± {d[:, c].std(ddof=1) / np.sqrt(n):.3f})")
+    x = d.mean(axis=1)
+    lines += ["", f"Over all cells: {x.mean():+.4f} ± {x.std(ddof=1) / np.sqrt(n):.4f}."]
+    return "\n".join(lines)
+
+
+def main(mdps: int, workers: int, against: str | None = None) -> str:
+    # the weights the exploitation policies read and the horizons they are asked at
+    policy = lambda name: rlfm_fingerprints(name and {"rlfm": {"checkpoint": name}})[1]  # noqa: E731
+    key = {"policy": policy(None), "rlfm": rlfm.__version__,
            "cells": [f"{b}:{d}" for b, d in CELLS], "agents": list(AGENTS)}
-    rows = saved_rows(ROWS, key, {("rlfm",): ("rows", mdps)}, _row, workers)[("rlfm",)]
-    return section({i: rows[i] for i in range(mdps)})
+    runs = {("rlfm", None): ("rows", mdps)}
+    if against:
+        runs[("rlfm", against)] = (f"against {policy(against)}", mdps)
+    rows = saved_rows(ROWS, key, runs, _row, workers)
+    shipped = {i: rows[("rlfm", None)][i] for i in range(mdps)}
+    text = section(shipped)
+    if against:
+        text += "\n" + comparison(shipped, {i: rows[("rlfm", against)][i] for i in range(mdps)},
+                                   against)
+    return text
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mdps", type=int, default=400, help="held-out MDPs 0..mdps-1")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--against", default=None,
+                        help="another checkpoint to compare the shipped one with, paired")
     args = parser.parse_args()
-    text = main(args.mdps, args.workers)
+    text = main(args.mdps, args.workers, args.against)
     write_section("26_offline_prior", text)
     print(text)

@@ -369,10 +369,12 @@ EXACT_LAST_STEPS = 8
 def grid_levels(horizon: torch.Tensor) -> torch.Tensor:
     """(L, B): the task horizons at which the network is asked for tasks of `horizon` (B,),
     the whole task first: the REMAINING_FRACTIONS of it (rounded, at least 1), then each of the
-    last EXACT_LAST_STEPS steps (at most the task's own; short tasks repeat horizons)."""
+    last EXACT_LAST_STEPS steps (at most the task's own; short tasks repeat horizons, and
+    no level goes past the longest task: EXACT_LAST_STEPS may be huge, "every step")."""
+    last = min(EXACT_LAST_STEPS, int(horizon.max()) if horizon.numel() else 0)
     return torch.stack([(f * horizon.double()).round().long().clamp_min(1)
                         for f in REMAINING_FRACTIONS]
-                       + [horizon.clamp_max(k) for k in range(1, EXACT_LAST_STEPS + 1)])
+                       + [horizon.clamp_max(k) for k in range(1, last + 1)])
 
 
 def horizon_grid(horizon: int) -> tuple[list[int], np.ndarray]:
