@@ -178,6 +178,15 @@ def test_exploitation_policy_follows_data_observed_since_the_last_plan(checkpoin
                                   agent.network.exploitation_policy(agent.stats, mdp.horizon))
 
 
+def test_a_grid_exact_at_every_step_stops_at_the_task(monkeypatch):
+    """EXACT_LAST_STEPS = 10**9 (benchmarks/checkpoints.py's "every step") asks each step at its
+    own horizon, without a level past the longest task."""
+    monkeypatch.setattr(rlfm.model, "EXACT_LAST_STEPS", 10**9)
+    grid, serves = horizon_grid(250)
+    assert grid == list(range(1, 251)) and (np.array(grid)[serves] == 250 - np.arange(250)).all()
+    assert rlfm.model.grid_levels(torch.tensor([3, 7])).shape == (5 + 7, 2)
+
+
 @pytest.mark.parametrize("horizon", [1, 2, 3, 7, 16, 100, 250])
 def test_horizon_grid_serves_each_step_with_the_shortest_horizon_left(horizon):
     grid, serves = horizon_grid(horizon)
