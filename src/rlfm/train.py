@@ -283,7 +283,6 @@ def cevi_reference(val) -> dict:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def validate(model: RLFM, val) -> dict:
     """On held-out prior MDPs: the acting policy's cross-entropy, the exact score of its greedy
     policy, and (with an exploitation head) the exact score of the exploitation policy as the
