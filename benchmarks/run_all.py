@@ -14,9 +14,9 @@ from pathlib import Path
 from rlfm.bench import assemble_results
 
 HERE = Path(__file__).parent
-SCRIPTS = ["solver_speed", "world_throughput", "checkpoints", "offline_prior", "deep_prior", "suite",
-           "exploration", "acting_rule", "posterior_spread", "posterior_online", "online_diagnosis",
-           "planning", "model_speed", "ablations"]
+SCRIPTS = ["solver_speed", "world_throughput", "precision", "checkpoints", "offline_prior",
+           "deep_prior", "suite", "exploration", "acting_rule", "posterior_spread",
+           "posterior_online", "online_diagnosis", "planning", "model_speed", "ablations"]
 
 def main(names: list[str]) -> None:
     for name in names or SCRIPTS:

@@ -3,12 +3,13 @@ MDPs, contexts simulated by every behaviour, statistics, features and targets) a
 whole training steps (data included), in one process.
 
     python benchmarks/world_throughput.py [--device cpu|cuda] [--seconds 60] [--batch 1024]
-                                          [--threads N] [--step-overhead CELLS] [--json]
+                                          [--threads N] [--step-overhead CELLS]
+                                          [--precision float32|bfloat16] [--json]
 
 With --json the last line is one JSON object: world_examples_per_s, train_examples_per_s,
-device, threads. Unless --json, the run's figures are kept in
-benchmarks/results/world_throughput.json under the device's name (a CPU run does not erase a
-GPU run's figures, measured where a GPU was at hand) and the section
+device, threads, precision. Unless --json, the run's figures are kept in
+benchmarks/results/world_throughput.json under the device's name and the training precision (a
+CPU run does not erase a GPU run's figures, measured where a GPU was at hand) and the section
 benchmarks/results/20_world_throughput.md (see run_all.py) is rewritten from all of them.
 """
 
@@ -31,7 +32,7 @@ from rlfm.train import RunConfig, compute_loss
 
 from common import RESULTS_DIR, machine, write_section
 
-CONFIG = "../configs/rlfm-v2.toml"
+CONFIG = "../configs/rlfm-v5.toml"   # the shipped checkpoint's
 MEASURED = RESULTS_DIR / "world_throughput.json"
 
 # Measured once, in the run that replaced it (training batches of 32 there).
@@ -39,6 +40,10 @@ OLD_PIPELINE = ("The per-example numpy pipeline that the batched world replaced 
                 "in the same run as the batched world, on the 2-core CPU, at commit fe9920a "
                 "(`--old` there, rlfm-v1 network): 122 examples/s generated and 81 through "
                 "training, against 169 and 92 for the batched world of that commit.")
+
+BEFORE_SPLIT = ("Rows without the steps-alone figure were measured at commit a6e6132, before "
+                "world batches were split into training steps (there the world made batches "
+                "of the training step's size).")
 
 
 def context_summary(sizes, transitions) -> dict:
@@ -67,21 +72,40 @@ def world_rate(seconds: float, batch: int, device, step_overhead=None) -> tuple[
     return n / (time.perf_counter() - start), context_summary(sizes, transitions)
 
 
-def train_rate(seconds: float, batch: int, device, config: str, step_overhead=None) -> float:
+def train_rate(seconds: float, batch: int, train_batch: int, device, config: str,
+               step_overhead=None, precision: str | None = None) -> tuple[float, float]:
+    """Examples per second through whole training steps of `train_batch` MDPs, each world
+    batch of `batch` MDPs split into steps as `rlfm train` splits it; and through the steps
+    alone (forward, backward, AdamW), on the first world batch's steps over and over."""
     cfg = RunConfig.load(config)
+    if precision:
+        cfg.train.precision = precision
     model = RLFM(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
-    n, index = 0, 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or n == 0:
-        graph = sample_batch(1, index, batch, device=device, step_overhead=step_overhead).graph
+
+    def step(graph) -> None:
         loss, _ = compute_loss(model, graph, cfg.train)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        n += batch
-        index += 1
-    return n / (time.perf_counter() - start)
+
+    def world(index: int) -> list:
+        graph = sample_batch(1, index, batch, device=device, step_overhead=step_overhead).graph
+        return graph.split(max(1, batch // train_batch))
+
+    first = world(0)
+    step(first[0])   # warm-up
+    rates = []
+    for make in (world, lambda _: first):
+        n, index = 0, 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds or n == 0:
+            for graph in make(index):
+                step(graph)
+                n += graph.n_graphs
+            index += 1
+        rates.append(n / (time.perf_counter() - start))
+    return rates[0], rates[1]
 
 
 def summary_rows(name: str, s: dict) -> list[str]:
@@ -101,24 +125,29 @@ def section(measured: dict) -> str:
         "Generated: MDPs from the default prior, a context simulated in each by its behaviour, "
         "the statistic, the model's input (in-context plans included) and the targets (the "
         "true MDP for the return loss included). Training: whole steps of the row's "
-        "configuration (forward, backward, AdamW), data made in the same process. One process "
-        "per row.",
+        "configuration (forward, backward, AdamW), data made in the same process, each world "
+        "batch split into training steps as `rlfm train` splits it. One process per row. "
+        "Training precision bfloat16: the networks' forward pass under autocast (`precision` "
+        "in a config's [train] table).",
         "",
-        "| device | machine | torch threads | configuration | MDPs per world batch / training "
-        "step | examples/s generated | examples/s through training | command |",
-        "|---|---|---|---|---|---|---|---|",
+        "| device | machine | torch threads | configuration | training precision | MDPs per "
+        "world batch / training step | examples/s generated | examples/s through training | "
+        "command |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in measured.items():
-        lines.append(f"| {name} | {r['machine']} | {r['threads']} | `{r['config']}` | "
-                     f"{r['batch']} / "
+    for r in measured.values():
+        steps_alone = f"{r['train_step_examples_per_s']:.0f}" \
+            if "train_step_examples_per_s" in r else "not measured"
+        lines.append(f"| {r['device']} | {r['machine']} | {r['threads']} | `{r['config']}` | "
+                     f"{r.get('precision', 'float32')} | {r['batch']} / "
                      f"{r['train_batch']} | {r['world_examples_per_s']:.0f} | "
-                     f"{r['train_examples_per_s']:.0f} | `{r['command']}` |")
-    lines += ["", OLD_PIPELINE, "",
+                     f"{r['train_examples_per_s']:.0f} | {steps_alone} | `{r['command']}` |")
+    lines += ["", OLD_PIPELINE, BEFORE_SPLIT, "",
               "What the contexts look like (mean / 10th / 50th / 90th percentile):", "",
               "| device | examples | S | S·A | H | transitions per context |",
               "|---|---|---|---|---|---|"]
-    for name, r in measured.items():
-        lines += summary_rows(name, r["contexts"])
+    for r in measured.values():
+        lines += summary_rows(r["device"], r["contexts"])
     return "\n".join(lines)
 
 
@@ -132,21 +161,28 @@ def main() -> None:
     parser.add_argument("--config", default=CONFIG, help="training configuration")
     parser.add_argument("--step-overhead", type=int, default=None,
                         help="bucketing's cost of a time step in cells (default: the device's)")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default=None,
+                        help="the training forward pass's precision (default: the config's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     world, summary = world_rate(args.seconds, args.batch, device, args.step_overhead)
-    train = train_rate(args.seconds, args.train_batch, device, args.config, args.step_overhead)
+    train, steps = train_rate(args.seconds, args.batch, args.train_batch, device, args.config,
+                              args.step_overhead, args.precision)
+    precision = args.precision or RunConfig.load(args.config).train.precision
     result = {"world_examples_per_s": world, "train_examples_per_s": train,
+              "train_step_examples_per_s": steps,
               "device": device_name(device), "threads": torch.get_num_threads(),
+              "precision": precision,
               "batch": args.batch, "train_batch": args.train_batch,
               "config": Path(args.config).relative_to("..").as_posix()
               if args.config.startswith("../") else args.config}
     if not args.json:
         measured = json.loads(MEASURED.read_text()) if MEASURED.exists() else {}
-        measured[result["device"]] = {
+        name = result["device"] + ("" if precision == "float32" else f", {precision}")
+        measured[name] = {
             **result, "machine": machine(), "contexts": summary,
             "command": "python benchmarks/world_throughput.py " + shlex.join(sys.argv[1:])}
         atomic_write_text(MEASURED, json.dumps(measured, indent=1) + "\n")
