@@ -28,7 +28,7 @@ import torch
 from rlfm.io import atomic_write_text
 from rlfm.model import RLFM
 from rlfm.priors.batch import sample_batch
-from rlfm.train import RunConfig, compute_loss
+from rlfm.train import RunConfig, TrainConfig, compute_loss
 
 from common import RESULTS_DIR, machine, write_section
 
@@ -72,14 +72,11 @@ def world_rate(seconds: float, batch: int, device, step_overhead=None) -> tuple[
     return n / (time.perf_counter() - start), context_summary(sizes, transitions)
 
 
-def train_rate(seconds: float, batch: int, train_batch: int, device, config: str,
-               step_overhead=None, precision: str | None = None) -> tuple[float, float]:
-    """Examples per second through whole training steps of `train_batch` MDPs, each world
-    batch of `batch` MDPs split into steps as `rlfm train` splits it; and through the steps
-    alone (forward, backward, AdamW), on the first world batch's steps over and over."""
-    cfg = RunConfig.load(config)
-    if precision:
-        cfg.train.precision = precision
+def train_rate(seconds: float, batch: int, train_batch: int, device, cfg: RunConfig,
+               step_overhead=None) -> tuple[float, float]:
+    """Examples per second through whole training steps of `train_batch` MDPs (`cfg`'s), each
+    world batch of `batch` MDPs split into steps as `rlfm train` splits it; and through the
+    steps alone (forward, backward, AdamW), on the first world batch's steps over and over."""
     model = RLFM(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
 
@@ -161,7 +158,7 @@ def main() -> None:
     parser.add_argument("--config", default=CONFIG, help="training configuration")
     parser.add_argument("--step-overhead", type=int, default=None,
                         help="bucketing's cost of a time step in cells (default: the device's)")
-    parser.add_argument("--precision", choices=["float32", "bfloat16"], default=None,
+    parser.add_argument("--precision", choices=TrainConfig.CHOICES["precision"], default=None,
                         help="the training forward pass's precision (default: the config's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -169,9 +166,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     world, summary = world_rate(args.seconds, args.batch, device, args.step_overhead)
-    train, steps = train_rate(args.seconds, args.batch, args.train_batch, device, args.config,
-                              args.step_overhead, args.precision)
-    precision = args.precision or RunConfig.load(args.config).train.precision
+    cfg = RunConfig.load(args.config)
+    cfg.train.precision = precision = args.precision or cfg.train.precision
+    train, steps = train_rate(args.seconds, args.batch, args.train_batch, device, cfg,
+                              args.step_overhead)
     result = {"world_examples_per_s": world, "train_examples_per_s": train,
               "train_step_examples_per_s": steps,
               "device": device_name(device), "threads": torch.get_num_threads(),

@@ -41,7 +41,6 @@ from rlfm.io import OutputDir, atomic_write, atomic_write_text
 from rlfm.model import (
     RLFM,
     ModelConfig,
-    Outputs,
     policy_loss,
     sample_plan,
     segment_log_softmax,
@@ -162,9 +161,7 @@ def compute_loss(model, batch: GraphBatch, tc: TrainConfig):
         score = posterior_loss(sampler, batch, tc.posterior_samples, precision=tc.precision)
         if tc.sampler_only:
             return score, {"posterior_loss": score.detach()}
-    with network_precision(tc.precision, batch):
-        out = model(batch)
-    out = Outputs(*(x.to(batch.sa_x.dtype) for x in out))
+    out = in_precision(tc.precision, model, batch)
     log_pi = segment_log_softmax(out.logits, batch.sa_state, batch.n_states)
     parts = {"policy_loss": policy_loss(log_pi, batch), "value_loss": value_loss(out.values, batch)}
     loss = parts["policy_loss"] + tc.value_weight * parts["value_loss"]
@@ -177,11 +174,16 @@ def compute_loss(model, batch: GraphBatch, tc: TrainConfig):
     return loss, {k: v.detach() for k, v in parts.items()}
 
 
-def network_precision(precision: str, batch: GraphBatch) -> torch.autocast:
-    """The context a training forward pass runs in: autocast to bfloat16 for "bfloat16" (its
-    outputs are cast back to the batch's dtype by the caller), nothing for "float32"."""
-    return torch.autocast(batch.sa_x.device.type, dtype=torch.bfloat16,
-                          enabled=precision == "bfloat16")
+def in_precision(precision: str, network, batch: GraphBatch, *args):
+    """`network(batch, *args)` in the training precision (`TrainConfig.precision`): for
+    "bfloat16" under autocast, its outputs (a tensor or a tuple of them) cast back to the
+    batch's dtype for the losses."""
+    with torch.autocast(batch.sa_x.device.type, dtype=torch.bfloat16,
+                        enabled=precision == "bfloat16"):
+        out = network(batch, *args)
+    if isinstance(out, torch.Tensor):
+        return out.to(batch.sa_x.dtype)
+    return type(out)(*(x.to(batch.sa_x.dtype) for x in out))
 
 
 def return_loss(exploit_logits: torch.Tensor, batch: GraphBatch) -> torch.Tensor:
@@ -204,10 +206,7 @@ def posterior_loss(sampler, batch: GraphBatch, samples: int,
     MDP's term is capped at 5 spans, so that a few MDPs whose reward scale the data cannot
     reveal do not drown the rest."""
     many = GraphBatch.concatenate([batch] * samples)
-    noise = sampler.draw_noise(many, generator)
-    with network_precision(precision, many):
-        delta = sampler(many, noise)
-    delta = delta.to(many.sa_x.dtype)
+    delta = in_precision(precision, sampler, many, sampler.draw_noise(many, generator))
     slot, _ = many.action_slots()
     n_sa, G = batch.sa_x.shape[0], batch.n_graphs
     sa_graph = batch.state_graph[batch.sa_state]
