@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlfm.mdp import ScoreReference, backward_induction
+from rlfm.errors import InvalidMDPError
+from rlfm.mdp import ScoreReference, TabularMDP, backward_induction
 from rlfm.priors import (
     FAMILIES,
     PriorConfigError,
@@ -155,6 +156,22 @@ def test_permutation_preserves_the_optimal_value(family):
         sp, ap = permuted.info["state_perm"], permuted.info["action_perm"]
         np.testing.assert_array_equal(permuted.P[np.ix_(sp, ap, sp)], canonical.P)
         np.testing.assert_array_equal(permuted.R[np.ix_(sp, ap)], canonical.R)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_relabelled_and_rescaled_mdps_pass_the_checking_constructor(family):
+    """`relabelled` and `with_rewards` skip the constructor's validation: what they make
+    passes it unchanged (sparse stays sparse), and rewards on a terminal state are refused."""
+    mdp = sample_family(np.random.default_rng(3), family)
+    again = TabularMDP(mdp.transition_matrix, mdp.R, mdp.initial, mdp.horizon,
+                       terminal=mdp.terminal, gamma=mdp.gamma)
+    assert again.is_sparse == mdp.is_sparse
+    np.testing.assert_array_equal(again.P, mdp.P)
+    if mdp.terminal.any():
+        R = mdp.R.copy()
+        R[np.flatnonzero(mdp.terminal)[0]] = 1.0
+        with pytest.raises(InvalidMDPError, match="0 on terminal states"):
+            mdp.with_rewards(R)
 
 
 def test_sampled_mdps_are_always_permuted():

@@ -175,6 +175,61 @@ def test_simulated_statistic_equals_statistic_of_the_same_transitions(mixed):
         assert ended <= int(episodes[b])
 
 
+def test_buckets_simulated_together_each_get_the_statistic_of_their_transitions():
+    """Several batches of different padding (actions, successors) in one lockstep simulation:
+    each bucket's statistic is that of its own recorded transitions (global indices: the
+    buckets end to end), and the start states and transitions stay in their own MDP."""
+    mdps = prior_mdps(30, seed=11)
+    worlds = [MDPBatch.from_mdps(mdps[:10]), MDPBatch.from_mdps(mdps[10:]),
+              MDPBatch.from_mdps([envs.load_mdp("FrozenLake-v1")])]
+    assert len({w.successors.shape[1:] for w in worlds}) == 3
+    stats = [StatsBatch.empty(w) for w in worlds]
+    episodes = torch.arange(sum(w.batch_size for w in worlds)) % 5 + 1
+    observe = [Observations(use_entry=w.has_entry, noise=torch.full((w.batch_size,), 0.1,
+                                                                     dtype=torch.float64))
+               for w in worlds]
+    record = []
+    simulate(worlds, stats, episodes, Actor(), torch.Generator().manual_seed(0), observe,
+             record=record)
+    mdp_offset = state_offset = 0
+    for w, st in zip(worlds, stats, strict=True):
+        for b in range(w.batch_size):
+            lo = state_offset + int(w.first_state[b])
+            mine = [(r, r.mdp == mdp_offset + b) for r in record]
+            got = Statistics.from_transitions(
+                int(w.n_states[b]), int(w.n_actions[b]),
+                *[torch.cat([getattr(r, name)[m] for r, m in mine]).numpy() - (
+                    lo if name in ("states", "next_states") else 0)
+                  for name in ("states", "actions", "rewards", "next_states", "terminated")])
+            assert st.to_statistics(b) == got
+            assert int(st.visits[part(w, b)].sum()) >= int(episodes[mdp_offset + b])
+        mdp_offset, state_offset = mdp_offset + w.batch_size, state_offset + w.n_total_states
+
+
+def test_concatenated_planning_problems_give_each_problem_its_own_plan():
+    """Problems of buckets with different actions and successors, solved as one (an edge list,
+    actions padded): the same greedy actions as each solved alone."""
+    from rlfm.world import PlanningProblem
+
+    problems = []
+    for k, mdps in enumerate((prior_mdps(8, seed=1), prior_mdps(8, seed=2),
+                              [envs.load_mdp("rlfm/RiverSwim-v0")])):
+        world = MDPBatch.from_mdps(mdps)
+        stats = StatsBatch.empty(world)
+        gen = torch.Generator().manual_seed(k)
+        simulate(world, stats, torch.full((world.batch_size,), 3), Actor(), gen)
+        ones = torch.ones(world.batch_size, dtype=torch.float64)
+        problems.append(optimistic_problem(stats, world.horizon, 0.5 * ones, 0 * ones, ones, gen))
+    alone = [p.greedy() for p in problems]
+    together = PlanningProblem.concatenate(problems).greedy()
+    start = 0
+    for p, actions in zip(problems, alone, strict=True):
+        n = p.R.shape[0]
+        torch.testing.assert_close(together[start:start + n, :actions.shape[1]], actions,
+                                   rtol=0, atol=0)
+        start += n
+
+
 def test_episodes_respect_horizon_and_terminal_states(mixed):
     mdps, world = mixed
     gen = torch.Generator().manual_seed(1)
@@ -253,7 +308,7 @@ def _learn(world, episodes, problem, seed=0, every=float("inf")):
     B = world.batch_size
     table = torch.zeros(world.n_total_states, int(world.horizon.max()), dtype=torch.int64)
     run_learners(world, stats, torch.full((B,), episodes), Actor(table),
-                 lambda mdps, states: problem(stats.select(mdps), mdps, gen).greedy(), gen,
+                 lambda _, mdps, states: problem(stats.select(mdps), mdps, gen), gen,
                  adaptive=torch.ones(B, dtype=torch.bool), replan_every=torch.full((B,), every),
                  replan_growth=torch.full((B,), 0.5, dtype=torch.float64))
     return stats
@@ -556,9 +611,9 @@ def test_mixed_offline_contexts_pool_two_epsilon_greedy_behaviours(mixed):
     for top, only_optimal in ((0.0, True), (1.0, False)):
         context = {**base, "zero_data_prob": 0.0, "behaviours": {"mixed": 1.0},
                    "mixed": {"epsilon": [0.0, top]}}
-        stats, kinds, episodes = sample_contexts(np.random.default_rng(0),
-                                                 torch.Generator().manual_seed(0), world,
-                                                 context, plan.actions)
+        [(stats, kinds, episodes)] = sample_contexts(np.random.default_rng(0),
+                                                     torch.Generator().manual_seed(0), [world],
+                                                     context, [plan.actions])
         assert set(kinds) == {"mixed"} and (episodes >= 1).all()
         visited = stats.visits > 0
         assert visited.any() and bool((visited & ~optimal).any()) != only_optimal

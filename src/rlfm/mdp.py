@@ -236,6 +236,39 @@ class TabularMDP:
         return cls(transitions_from_coo(rows, cols, probs, S, A), R, initial,
                    H or FALLBACK_HORIZON, terminal=terminal, name=_env_name(env))
 
+    def relabelled(self, state_perm: np.ndarray, action_perm: np.ndarray) -> TabularMDP:
+        """The same MDP with state s named state_perm[s] and action a named action_perm[a]
+        (sparse stays sparse; no new validation: relabelling keeps a valid MDP valid)."""
+        S, A = self.n_states, self.n_actions
+        inv_s, inv_a = np.argsort(state_perm), np.argsort(action_perm)
+        if self.is_sparse:
+            coo = self._T.tocoo()
+            s, a = np.divmod(coo.row, A)
+            T = _compact(sp.csr_array((coo.data, (state_perm[s] * A + action_perm[a],
+                                                  state_perm[coo.col])), shape=self._T.shape))
+        else:
+            T = self._T.reshape(S, A, S)[inv_s][:, inv_a][:, :, inv_s].reshape(S * A, S)
+        return self._derived(T, self.R[inv_s][:, inv_a], self.initial[inv_s],
+                             self.terminal[inv_s])
+
+    def with_rewards(self, R: np.ndarray) -> TabularMDP:
+        """The same dynamics with mean rewards R (S, A), zero on terminal states."""
+        R = _float_array(R, "R")
+        if R.shape != self.R.shape or (R[self.terminal] != 0).any():
+            raise InvalidMDPError(f"R must have shape {self.R.shape} and be 0 on terminal states")
+        if float(np.abs(R).max()) * self.horizon > MAX_RETURN:
+            raise InvalidMDPError("these rewards would overflow the returns (float64)")
+        return self._derived(self._T, R, self.initial, self.terminal)
+
+    def _derived(self, T, R, initial, terminal) -> TabularMDP:
+        """A copy of this MDP with these arrays, which the caller made valid from its own: the
+        validation pass of the constructor (most of the cost of a small MDP) is not repeated."""
+        out = object.__new__(TabularMDP)
+        out._T, out.R, out.initial, out.terminal = T, R, initial, terminal
+        out.n_states, out.n_actions = R.shape
+        out.horizon, out.gamma, out.name = self.horizon, self.gamma, self.name
+        return out
+
     def with_horizon(self, horizon: int) -> TabularMDP:
         return TabularMDP(self._T, self.R, self.initial, horizon, self.terminal, self.gamma,
                           self.name)

@@ -32,9 +32,25 @@ Differentiable with respect to R, bonus and the policy.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block: float sums split across threads (the sparse
+    product of a plan step among them) depend on their number, so results that must not depend
+    on the machine or on the number of worker processes (a training stream, an agent's scores
+    for a seed) are computed on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass

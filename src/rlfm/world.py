@@ -15,7 +15,9 @@ Simulation steps every episode of every MDP at once ("lanes": one per running ep
 fixed number of array operations per time step whatever the batch; learners that adapt to
 their data (an optimistic certainty-equivalent learner, posterior sampling, a network) act in
 rounds: plan for all of them in one backward induction, run a round of episodes, update the
-statistic by scatter-add, plan again. Random numbers come from one `torch.Generator`, so a
+statistic by scatter-add, plan again. Several batches of different padding ("buckets" of
+MDPs of similar size, `rlfm.priors.batch`) simulate and plan together, laid end to end, so
+that bucketing costs no extra steps. Random numbers come from one `torch.Generator`, so a
 batch is reproducible for a seed.
 """
 
@@ -29,7 +31,7 @@ import scipy.sparse as sp
 import torch
 
 from rlfm.mdp import TabularMDP, transitions_from_coo
-from rlfm.planning import Plan, backward_induction
+from rlfm.planning import Edges, Plan, backward_induction
 from rlfm.stats import Statistics
 
 TAU_FLOOR = 1e-12
@@ -466,43 +468,88 @@ class Recorded:
 
 
 class Simulator:
-    """Episodes of every MDP of a batch in lockstep, adding each transition to a statistic."""
+    """Episodes of every MDP of one or several batches ("buckets", each its own padded
+    layout) in lockstep, adding each transition to the buckets' statistics: one array operation
+    per step serves every bucket, so splitting MDPs into buckets by size costs no more steps.
 
-    def __init__(self, world: MDPBatch, observe: Observations | None = None):
-        self.world = world
-        self.cdf = world.cdf()
-        self.start_keys = world.start_keys()
-        self.observe = observe
-        self.A, self.K = world.successors.shape[1], world.successors.shape[2]
-        self.R = world.R.reshape(-1)
-        self.next_states = world.successors.reshape(-1, self.K)
+    Internally the buckets are laid end to end: global MDP, state and (s, a) indices, and the
+    real successor slots of all pairs in one sorted array of keys `pair + P(next <= slot)`, so
+    that the next state of a pair is one `searchsorted` (as start states are drawn), whatever
+    the bucket's padding."""
 
-    def run(self, stats: StatsBatch, episodes: torch.Tensor, actor: Actor,
-            gen: torch.Generator, record: list | None = None) -> None:
-        """`episodes[b]` episodes of every MDP b under `actor`; an episode ends on entering a
-        terminal state or after the MDP's horizon. `record`: a list to append transitions to."""
-        world, A, K, obs = self.world, self.A, self.K, self.observe
-        device, dtype = world.R.device, world.R.dtype
-        lane_mdp = torch.repeat_interleave(torch.arange(world.batch_size, device=device),
+    def __init__(self, worlds: MDPBatch | Sequence[MDPBatch],
+                 observe: Observations | Sequence[Observations | None] | None = None):
+        self.worlds = [worlds] if isinstance(worlds, MDPBatch) else list(worlds)
+        observe = [observe] * len(self.worlds) if observe is None or \
+            isinstance(observe, Observations) else list(observe)
+        first = self.worlds[0]
+        device, dtype = first.R.device, first.R.dtype
+        cat = torch.cat
+        sizes = lambda f: torch.tensor([0] + [f(w) for w in self.worlds], device=device)  # noqa: E731
+        self.mdp_offset = sizes(lambda w: w.batch_size).cumsum(0)
+        self.state_offset = sizes(lambda w: w.n_total_states).cumsum(0)
+        self.pair_offset = sizes(lambda w: w.R.numel()).cumsum(0)
+        self.cell_offset = sizes(lambda w: w.probs.numel()).cumsum(0)
+        keys, next_states, cells = [], [], []
+        for b, w in enumerate(self.worlds):
+            K = w.successors.shape[2]
+            real = (w.probs > 0).view(-1, K)
+            row, slot = real.nonzero(as_tuple=True)
+            keys.append((self.pair_offset[b] + row).double() + w.cdf()[row, slot].double())
+            next_states.append(w.successors.view(-1, K)[row, slot] + self.state_offset[b])
+            cells.append(self.cell_offset[b] + row * K + slot)
+        self.slot_keys, self.slot_next, self.slot_cell = cat(keys), cat(next_states), cat(cells)
+        # the last real slot of each pair: a key rounded up to the pair's end stays in the pair
+        self.slot_last = torch.searchsorted(
+            self.slot_keys, torch.arange(1, int(self.pair_offset[-1]) + 1, device=device,
+                                         dtype=torch.float64), right=False)
+        self.pair_first = cat([self.pair_offset[b] + torch.arange(w.n_total_states, device=device)
+                               * w.R.shape[1] for b, w in enumerate(self.worlds)])
+        self.R = cat([w.R.reshape(-1) for w in self.worlds])
+        self.terminal = cat([w.terminal for w in self.worlds])
+        self.entry_reward = cat([w.entry_reward for w in self.worlds])
+        self.start_keys = cat([w.start_keys() + self.mdp_offset[b]
+                               for b, w in enumerate(self.worlds)])
+        self.last_state = cat([self.state_offset[b] + w.first_state + w.n_states - 1
+                               for b, w in enumerate(self.worlds)])
+        self.per_mdp = {"n_actions": cat([w.n_actions for w in self.worlds]),
+                        "horizon": cat([w.horizon for w in self.worlds])}
+        seen = [o for o in observe if o is not None]
+        self.noisy = any(bool((o.noise > 0).any()) for o in seen)
+        self.entry = any(bool(o.use_entry.any()) for o in seen)
+        if self.noisy:
+            self.per_mdp["noise"] = cat([
+                o.noise.to(dtype) if o is not None else w.R.new_zeros(w.batch_size)
+                for o, w in zip(observe, self.worlds, strict=True)])
+        if self.entry:
+            self.per_mdp["use_entry"] = cat([
+                o.use_entry if o is not None else w.has_entry.new_zeros(w.batch_size)
+                for o, w in zip(observe, self.worlds, strict=True)])
+        self.device, self.dtype = device, dtype
+
+    def run(self, stats: StatsBatch | Sequence[StatsBatch], episodes: torch.Tensor,
+            actor: Actor, gen: torch.Generator, record: list | None = None) -> None:
+        """`episodes[b]` episodes of every MDP b (global index: the buckets' MDPs end to end)
+        under `actor` (its table and epsilon global too); an episode ends on entering a
+        terminal state or after the MDP's horizon. `stats`: the statistic of each bucket, added
+        to. `record`: a list to append transitions to (global indices)."""
+        stats = [stats] if isinstance(stats, StatsBatch) else list(stats)
+        device, dtype = self.device, self.dtype
+        lane_mdp = torch.repeat_interleave(torch.arange(int(self.mdp_offset[-1]), device=device),
                                            episodes.to(device))
         if lane_mdp.numel() == 0:
             return
         u = torch.rand(lane_mdp.numel(), generator=gen, device=device, dtype=torch.float64)
         state = torch.searchsorted(self.start_keys, lane_mdp + u, right=True)
-        last = world.first_state + world.n_states - 1
-        state = torch.minimum(state, last.index_select(0, lane_mdp))
-        counts, visits = stats.counts.view(-1), stats.visits.view(-1)
-        r_sum, r_sq = stats.reward_sum.view(-1), stats.reward_sq_sum.view(-1)
-        noisy = obs is not None and bool((obs.noise > 0).any())
-        entry = obs is not None and bool(obs.use_entry.any())
-        # what each lane reads of its MDP, gathered once and kept along with the lanes
-        per_mdp = {"n_actions": world.n_actions, "horizon": world.horizon}
+        state = torch.minimum(state, self.last_state.index_select(0, lane_mdp))
+        # what the run adds, accumulated over all buckets and added to theirs at the end
+        per_pair = torch.zeros(int(self.pair_offset[-1]), 4, dtype=torch.float64, device=device)
+        counts = torch.zeros(int(self.cell_offset[-1]), dtype=dtype, device=device)
+        entries = torch.zeros(int(self.state_offset[-1]), dtype=dtype, device=device)
+        per_mdp = dict(self.per_mdp)
         if actor.epsilon is not None:
             per_mdp["epsilon"] = actor.epsilon
-        if noisy:
-            per_mdp["noise"] = obs.noise
-        if entry:
-            per_mdp["use_entry"] = obs.use_entry
+        # what each lane reads of its MDP, gathered once and kept along with the lanes
         lane = {k: x.index_select(0, lane_mdp) for k, x in per_mdp.items()}
         ones = torch.ones(lane_mdp.numel(), device=device, dtype=dtype)
         for t in range(int(lane["horizon"].max())):
@@ -510,28 +557,24 @@ class Simulator:
             if L == 0:
                 break
             action = _act(actor, state, t, lane, gen)
-            row = state * A + action
-            u = torch.rand(L, generator=gen, device=device, dtype=dtype)
-            slot = (u[:, None] >= self.cdf.index_select(0, row)).sum(-1)
-            pair_slot = row * K + slot
-            next_state = self.next_states.view(-1).index_select(0, pair_slot)
+            row = self.pair_first.index_select(0, state) + action
+            u = torch.rand(L, generator=gen, device=device, dtype=torch.float64)
+            slot = torch.searchsorted(self.slot_keys, row + u, right=True)
+            slot = torch.minimum(slot, self.slot_last.index_select(0, row))
+            next_state = self.slot_next.index_select(0, slot)
             reward = self.R.index_select(0, row)
-            if entry:
-                reward = torch.where(lane["use_entry"], world.entry_reward.index_select(
+            if self.entry:
+                reward = torch.where(lane["use_entry"], self.entry_reward.index_select(
                     0, next_state), reward)
-            if noisy:
+            if self.noisy:
                 reward = reward + lane["noise"] * torch.randn(
                     L, generator=gen, device=device, dtype=dtype)
-            done = world.terminal.index_select(0, next_state)
-            one = ones[:L]
-            visits.index_add_(0, row, one)
-            counts.index_add_(0, pair_slot, one)
+            done = self.terminal.index_select(0, next_state)
             wide = reward.double()
-            r_sum.index_add_(0, row, wide)
-            r_sq.index_add_(0, row, wide * wide)
-            if bool(done.any()):
-                stats.terminations.view(-1).index_add_(0, row[done], one[done])
-                stats.terminal_entries.index_add_(0, next_state[done], one[done])
+            per_pair.index_add_(0, row, torch.stack([torch.ones_like(wide), wide, wide * wide,
+                                                     done.double()], 1))
+            counts.index_add_(0, self.slot_cell.index_select(0, slot), ones[:L])
+            entries.index_add_(0, next_state, done.to(dtype))
             if record is not None:
                 record.append(Recorded(lane_mdp, state, action, reward, next_state, done))
             alive = ~done & (lane["horizon"] > t + 1)
@@ -540,6 +583,16 @@ class Simulator:
                 lane_mdp, next_state = lane_mdp[keep], next_state[keep]
                 lane = {k: x[keep] for k, x in lane.items()}
             state = next_state
+        pairs, cells, states = (x.tolist() for x in (self.pair_offset, self.cell_offset,
+                                                      self.state_offset))
+        for b, st in enumerate(stats):
+            added = per_pair[pairs[b]:pairs[b + 1]]
+            st.visits.view(-1).add_(added[:, 0].to(dtype))
+            st.reward_sum.view(-1).add_(added[:, 1])
+            st.reward_sq_sum.view(-1).add_(added[:, 2])
+            st.terminations.view(-1).add_(added[:, 3].to(dtype))
+            st.counts.view(-1).add_(counts[cells[b]:cells[b + 1]])
+            st.terminal_entries.add_(entries[states[b]:states[b + 1]])
 
 
 def _act(actor: Actor, state, t, lane: dict, gen) -> torch.Tensor:
@@ -567,36 +620,50 @@ def _act(actor: Actor, state, t, lane: dict, gen) -> torch.Tensor:
     return action
 
 
-def simulate(world: MDPBatch, stats: StatsBatch, episodes: torch.Tensor, actor: Actor,
-             gen: torch.Generator, observe: Observations | None = None,
+def simulate(world: MDPBatch | Sequence[MDPBatch], stats: StatsBatch | Sequence[StatsBatch],
+             episodes: torch.Tensor, actor: Actor, gen: torch.Generator,
+             observe: Observations | Sequence[Observations | None] | None = None,
              record: list | None = None) -> None:
-    """`episodes[b]` episodes of every MDP b in lockstep under `actor`, into `stats`."""
+    """`episodes[b]` episodes of every MDP b in lockstep under `actor`, into `stats` (one
+    batch, or several buckets: see `Simulator`)."""
     Simulator(world, observe).run(stats, episodes, actor, gen, record)
 
 
-def run_learners(world: MDPBatch, stats: StatsBatch, episodes: torch.Tensor, actor: Actor,
-                 plan: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+def run_learners(worlds: MDPBatch | Sequence[MDPBatch], stats: StatsBatch | Sequence[StatsBatch],
+                 episodes: torch.Tensor, actor: Actor,
+                 plan: Callable[[int, torch.Tensor, torch.Tensor], PlanningProblem],
                  gen: torch.Generator, *, adaptive: torch.Tensor, replan_every: torch.Tensor,
-                 replan_growth: torch.Tensor, observe: Observations | None = None,
+                 replan_growth: torch.Tensor,
+                 observe: Observations | Sequence[Observations | None] | None = None,
                  record: list | None = None) -> None:
-    """B behaviours in lockstep rounds, adding their data to `stats`. `actor.table` holds
-    (N, Hmax) actions. An MDP that is not `adaptive` runs all its episodes in the first round
-    under its table; before every round, `plan(mdps, states)` gives new tables (len(states), H)
-    for the adaptive MDPs still running (from their statistic), and each of them runs one
-    episode, or, once it has run `replan_every` episodes, ceil(replan_growth * episodes so
-    far): the whole batch costs one simulation and one plan per round."""
-    sim = Simulator(world, observe)
+    """B behaviours in lockstep rounds, adding their data to `stats`, over one batch or
+    several buckets (per-MDP tensors and `actor` global, the buckets' MDPs end to end, as
+    `Simulator` lays them out). `actor.table` holds (N, Hmax) actions. An MDP that is not
+    `adaptive` runs all its episodes in the first round under its table; before every round,
+    `plan(bucket, mdps, states)` gives the `PlanningProblem` of the adaptive MDPs of a bucket
+    still running (indices within the bucket; from its statistic), all buckets' problems are
+    solved in one backward induction and the greedy actions become their tables, and each of
+    them runs one episode, or, once it has run `replan_every` episodes, ceil(replan_growth *
+    episodes so far): the whole batch costs one simulation and one plan per round."""
+    sim = Simulator(worlds, observe)
+    mdp_offset, state_offset = sim.mdp_offset.tolist(), sim.state_offset
     done = torch.zeros_like(episodes)
     table = actor.table
     while True:
         running = done < episodes
         if not bool(running.any()):
             return
-        mdps = (running & adaptive).nonzero().squeeze(1)
-        if mdps.numel():
-            states = world.states_of(mdps)
-            new = plan(mdps, states)
-            table[states, :new.shape[1]] = new
+        wanted = running & adaptive
+        rows, problems = [], []
+        for b, world in enumerate(sim.worlds):
+            mdps = wanted[mdp_offset[b]:mdp_offset[b + 1]].nonzero().squeeze(1)
+            if mdps.numel():
+                states = world.states_of(mdps)
+                problems.append(plan(b, mdps, states))
+                rows.append(state_offset[b] + states)
+        if problems:
+            new = PlanningProblem.concatenate(problems).greedy()
+            table[torch.cat(rows), :new.shape[1]] = new
         grown = torch.ceil(replan_growth * done).long().clamp_min(1)
         batch = torch.where(adaptive, torch.where(done < replan_every, torch.ones_like(done),
                                                   grown), episodes)
@@ -629,10 +696,11 @@ def online(world: MDPBatch, episodes: int,
 @dataclass
 class PlanningProblem:
     """The inputs of one `planning.backward_induction` (bounds lo, hi per MDP), for learners
-    whose plans are solved together (`greedy`)."""
+    whose plans are solved together (`greedy`). Transitions: padded `successors` (N, A, K)
+    with `probs`, or an `Edges` list with probs None (`concatenate`)."""
 
-    successors: torch.Tensor
-    probs: torch.Tensor
+    successors: torch.Tensor | Edges
+    probs: torch.Tensor | None
     R: torch.Tensor
     state_mdp: torch.Tensor
     horizon: torch.Tensor
@@ -649,6 +717,36 @@ class PlanningProblem:
                                   self.horizon, action_mask=self.action_mask, bonus=self.bonus,
                                   bounds=(self.lo, self.hi), terminal=self.terminal,
                                   greedy_actions=True, tie_noise=self.tie_noise).actions
+
+    @staticmethod
+    def concatenate(problems: Sequence[PlanningProblem]) -> PlanningProblem:
+        """One problem of several padded ones (their MDPs and states end to end, actions padded
+        to the largest A), its transitions an `Edges` list: buckets padded to different numbers
+        of successors are solved in one backward induction, with no padding of successors."""
+        if len(problems) == 1:
+            return problems[0]
+        A = max(p.R.shape[1] for p in problems)
+        pad = lambda x, value=0: torch.nn.functional.pad(x, (0, A - x.shape[1]), value=value)  # noqa: E731
+        rows, next_states, probs = [], [], []
+        states = mdps = 0
+        for p in problems:
+            s, a, k = (p.probs != 0).nonzero(as_tuple=True)
+            rows.append((states + s) * A + a)
+            next_states.append(states + p.successors[s, a, k])
+            probs.append(p.probs[s, a, k])
+            states, mdps = states + p.R.shape[0], mdps + p.horizon.shape[0]
+        offsets = torch.cumsum(torch.tensor([0] + [p.horizon.shape[0] for p in problems[:-1]],
+                                            device=problems[0].R.device), 0)
+        cat = torch.cat
+        return PlanningProblem(
+            Edges(cat(rows), cat(next_states), cat(probs)), None,
+            cat([pad(p.R) for p in problems]),
+            cat([p.state_mdp + offset for p, offset in zip(problems, offsets, strict=True)]),
+            cat([p.horizon for p in problems]),
+            cat([pad(p.action_mask, False) for p in problems]),
+            cat([pad(p.bonus) for p in problems]), cat([p.lo for p in problems]),
+            cat([p.hi for p in problems]), cat([p.terminal for p in problems]),
+            cat([pad(p.tie_noise) for p in problems]))
 
     def overwrite(self, mdps: torch.Tensor, states: torch.Tensor,
                   other: PlanningProblem) -> PlanningProblem:

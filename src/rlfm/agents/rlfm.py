@@ -61,7 +61,6 @@ do: always taking action 0 there is a fixed, arbitrary policy, often worse than 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from numbers import Real
 
 import numpy as np
@@ -122,21 +121,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-@contextmanager
-def _one_thread():
-    """Run the network on one torch thread: float sums split across threads depend on their
-    number, and the exploitation policy's probabilities would carry that into the scores, so a
-    seed would not give identical results whatever the number of worker processes."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @register("rlfm")
 class RLFMAgent(ModelBasedAgent):
     TUNING_GRID: dict = {}  # one checkpoint, one setting, everywhere
@@ -168,7 +152,9 @@ class RLFMAgent(ModelBasedAgent):
         super().__init__(n_states, n_actions, horizon, seed)
 
     def plan(self) -> None:
-        with _one_thread():
+        from rlfm.planning import one_thread  # (torch, imported when first needed)
+
+        with one_thread():
             self.logits, self.exploit_logits = self.network.logits(self.stats, self.horizon)
         self.mode = self.exploration
         if self.mode == "mixed":
@@ -192,8 +178,10 @@ class RLFMAgent(ModelBasedAgent):
         """The plan of one hypothesis of the posterior sampler, (H, S) actions."""
         import torch
 
+        from rlfm.planning import one_thread
+
         seed = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
-        with _one_thread():
+        with one_thread():
             return self.network.posterior_actions(self.stats, self.horizon, seed, self.samples,
                                                   self.spread)
 
@@ -221,7 +209,9 @@ class RLFMAgent(ModelBasedAgent):
             if self.network.exploit_head is None:
                 self._exploit = greedy(self.logits, self.tie_rng)
             else:   # computed when asked for (an agent that only acts never pays for it)
-                with _one_thread():
+                from rlfm.planning import one_thread
+
+                with one_thread():
                     self._exploit = self.network.exploitation_policy(
                         self.stats, self.horizon, whole=self.exploit_logits)
         return self._exploit

@@ -6,7 +6,9 @@
 
 A batch of MDPs of mixed sizes is split into size buckets (`buckets`), so that padding to the
 largest MDP of a bucket costs little; each bucket is one `Chunk` (an MDPBatch, the StatsBatch of
-its contexts, the targets) and the graphs of all chunks are packed into one GraphBatch.
+its contexts, the targets) and the graphs of all chunks are packed into one GraphBatch. The
+contexts of all buckets are simulated, and their learners planned, together (one step of the
+simulation, one backward induction per round, for the whole batch).
 
 Context behaviours (weights `[context.behaviours]` of the prior):
   uniform          uniformly random actions;
@@ -33,6 +35,7 @@ import torch
 
 from rlfm.features import GraphBatch, TrueMDP, encode
 from rlfm.mdp import TabularMDP
+from rlfm.planning import one_thread
 from rlfm.priors.config import PriorConfig, load_config
 from rlfm.priors.sampler import sample_mdp
 from rlfm.world import (
@@ -136,11 +139,28 @@ def draw_episodes(rng: np.random.Generator, n_states: np.ndarray, horizon: np.nd
     return np.where(rng.random(n.shape) < zero_data_prob, 0, n).astype(np.int64)
 
 
-def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBatch,
-                    context: dict, optimal_actions: torch.Tensor | None = None):
-    """Draw a behaviour and an amount of data for every MDP of `world`, simulate them, and
-    return (StatsBatch, behaviour names, episodes (B,)). `optimal_actions` (B, Hmax, S): the
-    greedy Q*_h actions (for epsilon_greedy; computed if needed and missing)."""
+@dataclass
+class _Drawn:
+    """One bucket's context draws (per MDP): behaviour, episodes (and, of a mixed dataset, how
+    many come from its second epsilon), what is observed, the action table (N, Hmax) and
+    epsilon, and the learners' settings."""
+
+    kind: np.ndarray
+    episodes: np.ndarray
+    second: np.ndarray
+    second_epsilon: np.ndarray
+    observe: Observations
+    table: torch.Tensor
+    epsilon: np.ndarray
+    bonus_scale: torch.Tensor
+    known_lo: torch.Tensor
+    known_hi: torch.Tensor
+    replan_every: np.ndarray
+    replan_growth: np.ndarray
+
+
+def _draw(rng: np.random.Generator, gen: torch.Generator, world: MDPBatch, context: dict,
+          optimal_actions: torch.Tensor | None) -> _Drawn:
     B = world.batch_size
     device, dtype = world.R.device, world.R.dtype
     names = list(context["behaviours"])
@@ -195,40 +215,62 @@ def sample_contexts(rng: np.random.Generator, gen: torch.Generator, world: MDPBa
                                    0.0)
     bonus_scale = torch.as_tensor(np.exp(rng.uniform(*np.log(opt["bonus_scale"]), size=B)),
                                   device=device, dtype=dtype)
-    known_lo = torch.minimum(live_lo, torch.zeros_like(live_lo))
-    known_hi = torch.maximum(live_hi, torch.zeros_like(live_hi))
-    is_optimistic = torch.as_tensor(kind == "optimistic", device=device)
-    is_psrl = torch.as_tensor(kind == "psrl", device=device)
     every = np.where(kind == "optimistic", opt["replan_every_episode"],
                      context["psrl"]["replan_every_episode"])
     growth = np.where(kind == "optimistic", opt["replan_growth"], context["psrl"]["replan_growth"])
-    stats = StatsBatch.empty(world)
-
-    def plan(mdps, states):  # the optimistic and the posterior-sampling MDPs, in one plan
-        sub = stats.select(mdps)
-        problem = optimistic_problem(sub, world.horizon[mdps], bonus_scale[mdps], known_lo[mdps],
-                                     known_hi[mdps], gen)
-        psrl = is_psrl[mdps].nonzero().squeeze(1)
-        if psrl.numel():
-            own = sub.states_of(psrl)
-            problem = problem.overwrite(psrl, own, posterior_problem(
-                sub.select(psrl), world.horizon[mdps][psrl], gen))
-        return problem.greedy()
-
     # a mixed dataset: a share of its episodes from a second epsilon, simulated afterwards
     mixed = np.flatnonzero(kind == "mixed")
     second, second_epsilon = np.zeros(B, np.int64), np.zeros(B)
     if mixed.size:
         second[mixed] = rng.binomial(episodes[mixed], 1.0 - rng.uniform(size=mixed.size))
         second_epsilon[mixed] = rng.uniform(*context["mixed"]["epsilon"], size=mixed.size)
-    as_tensor = lambda x, dt=dtype: torch.as_tensor(x, device=device, dtype=dt)  # noqa: E731
-    run_learners(world, stats, as_tensor(episodes - second, torch.int64),
-                 Actor(table, as_tensor(epsilon)), plan, gen, adaptive=is_optimistic | is_psrl,
-                 replan_every=as_tensor(every), replan_growth=as_tensor(growth), observe=observe)
-    if mixed.size:
-        simulate(world, stats, as_tensor(second, torch.int64),
-                 Actor(table, as_tensor(second_epsilon)), gen, observe)
-    return stats, list(kind), as_tensor(episodes, torch.int64)
+    return _Drawn(kind, episodes, second, second_epsilon, observe, table, epsilon, bonus_scale,
+                  torch.minimum(live_lo, torch.zeros_like(live_lo)),
+                  torch.maximum(live_hi, torch.zeros_like(live_hi)), every, growth)
+
+
+def sample_contexts(rng: np.random.Generator, gen: torch.Generator, worlds: list[MDPBatch],
+                    context: dict, optimal_actions: list | None = None) -> list[tuple]:
+    """Draw a behaviour and an amount of data for every MDP of the buckets `worlds`, simulate
+    them all at once, and return, per bucket, (StatsBatch, behaviour names, episodes (B,)).
+    `optimal_actions`: per bucket, the greedy Q*_h actions (N, Hmax) (for epsilon_greedy and
+    mixed; computed where needed and missing)."""
+    device = worlds[0].R.device
+    drawn = [_draw(rng, gen, w, context, None if optimal_actions is None else optimal_actions[b])
+             for b, w in enumerate(worlds)]
+    stats = [StatsBatch.empty(w) for w in worlds]
+    Hmax = max(d.table.shape[1] for d in drawn)
+    table = torch.cat([torch.nn.functional.pad(d.table, (0, Hmax - d.table.shape[1]))
+                       for d in drawn])
+
+    def plan(b, mdps, states):  # a bucket's optimistic and posterior-sampling MDPs, one problem
+        world, d = worlds[b], drawn[b]
+        sub = stats[b].select(mdps)
+        problem = optimistic_problem(sub, world.horizon[mdps], d.bonus_scale[mdps],
+                                     d.known_lo[mdps], d.known_hi[mdps], gen)
+        psrl = torch.as_tensor(d.kind == "psrl", device=device)[mdps].nonzero().squeeze(1)
+        if psrl.numel():
+            own = sub.states_of(psrl)
+            problem = problem.overwrite(psrl, own, posterior_problem(
+                sub.select(psrl), world.horizon[mdps][psrl], gen))
+        return problem
+
+    joined = lambda name, dt=None: torch.as_tensor(  # noqa: E731  (all buckets end to end)
+        np.concatenate([getattr(d, name) for d in drawn]), device=device, dtype=dt)
+    kind = np.concatenate([d.kind for d in drawn])
+    episodes, second = joined("episodes"), joined("second")
+    dtype = worlds[0].R.dtype
+    observe = [d.observe for d in drawn]
+    run_learners(worlds, stats, episodes - second, Actor(table, joined("epsilon", dtype)), plan,
+                 gen,
+                 adaptive=torch.as_tensor(np.isin(kind, ("optimistic", "psrl")), device=device),
+                 replan_every=joined("replan_every", dtype),
+                 replan_growth=joined("replan_growth", dtype), observe=observe)
+    if bool((second > 0).any()):
+        simulate(worlds, stats, second, Actor(table, joined("second_epsilon", dtype)), gen,
+                 observe)
+    return [(st, list(d.kind), torch.as_tensor(d.episodes, device=device))
+            for st, d in zip(stats, drawn, strict=True)]
 
 
 def true_mdp(world: MDPBatch, optimal_return: torch.Tensor) -> TrueMDP:
@@ -251,7 +293,13 @@ def sample_batch(seed: int, index: int, batch_size: int, config: PriorConfig | s
     """Batch `index` of the stream of `seed`: `batch_size` MDPs from the prior, a context in
     each, and the packed model input with its targets. `step_overhead`: the bucketing's fixed
     cost of a time step (`buckets`; default: `STEP_OVERHEAD` of the device's type), which
-    changes how MDPs are grouped, so the examples drawn, not their law."""
+    changes how MDPs are grouped, so the examples drawn, not their law. Made on one torch
+    thread, so that a batch does not depend on the process's number of threads."""
+    with one_thread():
+        return _sample_batch(seed, index, batch_size, config, device, dtype, step_overhead)
+
+
+def _sample_batch(seed, index, batch_size, config, device, dtype, step_overhead) -> PriorBatch:
     config = load_config(config)
     rng, gen = example_generators(seed, index, device)
     mdps = [sample_mdp(rng, config) for _ in range(batch_size)]
@@ -260,12 +308,14 @@ def sample_batch(seed: int, index: int, batch_size: int, config: PriorConfig | s
     if step_overhead is None:
         step_overhead = STEP_OVERHEAD.get(torch.device(device or "cpu").type,
                                           STEP_OVERHEAD["cuda"])
-    for group in buckets(mdps, step_overhead):
-        world = MDPBatch.from_mdps([mdps[i] for i in group], device, dtype)
-        wants_optimal = "epsilon_greedy" in config.context["behaviours"]
-        plan = world.solve(greedy_actions=wants_optimal)
-        stats, behaviours, episodes = sample_contexts(rng, gen, world, config.context,
-                                                      plan.actions)
+    groups = buckets(mdps, step_overhead)
+    worlds = [MDPBatch.from_mdps([mdps[i] for i in group], device, dtype) for group in groups]
+    wants_optimal = bool({"epsilon_greedy", "mixed"} & set(config.context["behaviours"]))
+    plans = [world.solve(greedy_actions=wants_optimal) for world in worlds]
+    contexts = sample_contexts(rng, gen, worlds, config.context,
+                               [plan.actions for plan in plans] if wants_optimal else None)
+    for group, world, plan, (stats, behaviours, episodes) in zip(groups, worlds, plans, contexts,
+                                                                 strict=True):
         target = targets(world, tau_rel, plan)
         graph = encode(stats, world.horizon)
         graph.policy_target = target["policy"][world.action_mask].float()

@@ -588,8 +588,7 @@ def transform_rewards(mdp: TabularMDP, rng, scale_log10=(-2.0, 2.0), negate_prob
     if "reward_noise" in info:
         info["reward_noise"] = scale * info["reward_noise"]
     info["reward_transform"] = (scale, sign, shift)
-    out = TabularMDP(mdp.transition_matrix, R, mdp.initial, mdp.horizon, terminal=mdp.terminal,
-                     gamma=mdp.gamma, name=mdp.name)
+    out = mdp.with_rewards(R)
     out.info = info
     return out
 
@@ -602,8 +601,8 @@ def permute(mdp: TabularMDP, rng) -> TabularMDP:
     """
     S, A = mdp.n_states, mdp.n_actions
     state_perm, action_perm = rng.permutation(S), rng.permutation(A)
-    inv_s, inv_a = np.argsort(state_perm), np.argsort(action_perm)
-    P = mdp.P[inv_s][:, inv_a][:, :, inv_s]
+    inv_s = np.argsort(state_perm)
+    out = mdp.relabelled(state_perm, action_perm)
     info = dict(getattr(mdp, "info", {}))
     for key in PER_STATE_INFO:
         if key in info:
@@ -612,7 +611,5 @@ def permute(mdp: TabularMDP, rng) -> TabularMDP:
         state_perm = state_perm[info["state_perm"]]
         action_perm = action_perm[info["action_perm"]]
     info["state_perm"], info["action_perm"] = state_perm, action_perm
-    out = TabularMDP(P, mdp.R[inv_s][:, inv_a], mdp.initial[inv_s], mdp.horizon,
-                     terminal=mdp.terminal[inv_s], gamma=mdp.gamma, name=mdp.name)
     out.info = info
     return out
