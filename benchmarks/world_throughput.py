@@ -44,6 +44,11 @@ OLD_PIPELINE = ("The per-example numpy pipeline that the batched world replaced 
                 "(`--old` there, rlfm-v1 network): 122 examples/s generated and 81 through "
                 "training, against 169 and 92 for the batched world of that commit.")
 
+BEFORE_MERGE = ("Before the buckets of a world batch were simulated and planned together (commit "
+                "0c1778e, measured in the same session as the rows above, 2 cores, world and "
+                "training in one process on 2 threads, float32): 404 examples/s generated, 214 "
+                "through training, 608 for the steps alone.")
+
 BEFORE_SPLIT = ("Rows without the steps-alone figure were measured at commit a6e6132, before "
                 "world batches were split into training steps (there the world made batches "
                 "of the training step's size).")
@@ -153,12 +158,15 @@ def section(measured: dict) -> str:
                      f"{r.get('precision', 'float32')} | {r['batch']} / "
                      f"{r['train_batch']} | {r['world_examples_per_s']:.0f} | "
                      f"{r['train_examples_per_s']:.0f} | {steps_alone} | `{r['command']}` |")
-    lines += ["", OLD_PIPELINE, BEFORE_SPLIT, "",
+    lines += ["", BEFORE_MERGE, OLD_PIPELINE, BEFORE_SPLIT, "",
               "What the contexts look like (mean / 10th / 50th / 90th percentile):", "",
               "| device | examples | S | S·A | H | transitions per context |",
               "|---|---|---|---|---|---|"]
+    shown = {}   # the contexts depend on the device's bucketing only: one row per device
     for r in measured.values():
-        lines += summary_rows(r["device"], r["contexts"])
+        shown.setdefault(r["device"], r["contexts"])
+    for device, contexts in shown.items():
+        lines += summary_rows(device, contexts)
     return "\n".join(lines)
 
 
@@ -198,8 +206,8 @@ def main() -> None:
               if args.config.startswith("../") else args.config}
     if not args.json:
         measured = json.loads(MEASURED.read_text()) if MEASURED.exists() else {}
-        name = result["device"] + ("" if precision == "float32" else f", {precision}") + \
-            (f", {args.workers} data workers" if args.workers else "")
+        name = f"{result['device']}, {precision}, {result['threads']} threads, " \
+               f"{args.workers} data workers"
         measured[name] = {
             **result, "machine": machine(), "contexts": summary,
             "command": "python benchmarks/world_throughput.py " + shlex.join(sys.argv[1:])}
