@@ -485,11 +485,12 @@ class Simulator:
         first = self.worlds[0]
         device, dtype = first.R.device, first.R.dtype
         cat = torch.cat
-        sizes = lambda f: torch.tensor([0] + [f(w) for w in self.worlds], device=device)  # noqa: E731
-        self.mdp_offset = sizes(lambda w: w.batch_size).cumsum(0)
-        self.state_offset = sizes(lambda w: w.n_total_states).cumsum(0)
-        self.pair_offset = sizes(lambda w: w.R.numel()).cumsum(0)
-        self.cell_offset = sizes(lambda w: w.probs.numel()).cumsum(0)
+        # where each bucket starts among all MDPs, states, pairs and successor cells (ints)
+        offsets = lambda size: np.cumsum([0] + [size(w) for w in self.worlds]).tolist()  # noqa: E731
+        self.mdp_offset = offsets(lambda w: w.batch_size)
+        self.state_offset = offsets(lambda w: w.n_total_states)
+        self.pair_offset = offsets(lambda w: w.R.numel())
+        self.cell_offset = offsets(lambda w: w.probs.numel())
         keys, next_states, cells = [], [], []
         for b, w in enumerate(self.worlds):
             K = w.successors.shape[2]
@@ -501,7 +502,7 @@ class Simulator:
         self.slot_keys, self.slot_next, self.slot_cell = cat(keys), cat(next_states), cat(cells)
         # the last real slot of each pair: a key rounded up to the pair's end stays in the pair
         self.slot_last = torch.searchsorted(
-            self.slot_keys, torch.arange(1, int(self.pair_offset[-1]) + 1, device=device,
+            self.slot_keys, torch.arange(1, self.pair_offset[-1] + 1, device=device,
                                          dtype=torch.float64), right=False)
         self.pair_first = cat([self.pair_offset[b] + torch.arange(w.n_total_states, device=device)
                                * w.R.shape[1] for b, w in enumerate(self.worlds)])
@@ -535,7 +536,7 @@ class Simulator:
         to. `record`: a list to append transitions to (global indices)."""
         stats = [stats] if isinstance(stats, StatsBatch) else list(stats)
         device, dtype = self.device, self.dtype
-        lane_mdp = torch.repeat_interleave(torch.arange(int(self.mdp_offset[-1]), device=device),
+        lane_mdp = torch.repeat_interleave(torch.arange(self.mdp_offset[-1], device=device),
                                            episodes.to(device))
         if lane_mdp.numel() == 0:
             return
@@ -543,9 +544,9 @@ class Simulator:
         state = torch.searchsorted(self.start_keys, lane_mdp + u, right=True)
         state = torch.minimum(state, self.last_state.index_select(0, lane_mdp))
         # what the run adds, accumulated over all buckets and added to theirs at the end
-        per_pair = torch.zeros(int(self.pair_offset[-1]), 4, dtype=torch.float64, device=device)
-        counts = torch.zeros(int(self.cell_offset[-1]), dtype=dtype, device=device)
-        entries = torch.zeros(int(self.state_offset[-1]), dtype=dtype, device=device)
+        per_pair = torch.zeros(self.pair_offset[-1], 4, dtype=torch.float64, device=device)
+        counts = torch.zeros(self.cell_offset[-1], dtype=dtype, device=device)
+        entries = torch.zeros(self.state_offset[-1], dtype=dtype, device=device)
         per_mdp = dict(self.per_mdp)
         if actor.epsilon is not None:
             per_mdp["epsilon"] = actor.epsilon
@@ -583,8 +584,7 @@ class Simulator:
                 lane_mdp, next_state = lane_mdp[keep], next_state[keep]
                 lane = {k: x[keep] for k, x in lane.items()}
             state = next_state
-        pairs, cells, states = (x.tolist() for x in (self.pair_offset, self.cell_offset,
-                                                      self.state_offset))
+        pairs, cells, states = self.pair_offset, self.cell_offset, self.state_offset
         for b, st in enumerate(stats):
             added = per_pair[pairs[b]:pairs[b + 1]]
             st.visits.view(-1).add_(added[:, 0].to(dtype))
@@ -646,7 +646,7 @@ def run_learners(worlds: MDPBatch | Sequence[MDPBatch], stats: StatsBatch | Sequ
     them runs one episode, or, once it has run `replan_every` episodes, ceil(replan_growth *
     episodes so far): the whole batch costs one simulation and one plan per round."""
     sim = Simulator(worlds, observe)
-    mdp_offset, state_offset = sim.mdp_offset.tolist(), sim.state_offset
+    mdp_offset, state_offset = sim.mdp_offset, sim.state_offset
     done = torch.zeros_like(episodes)
     table = actor.table
     while True:
@@ -727,21 +727,19 @@ class PlanningProblem:
             return problems[0]
         A = max(p.R.shape[1] for p in problems)
         pad = lambda x, value=0: torch.nn.functional.pad(x, (0, A - x.shape[1]), value=value)  # noqa: E731
-        rows, next_states, probs = [], [], []
+        rows, next_states, probs, state_mdp = [], [], [], []
         states = mdps = 0
         for p in problems:
             s, a, k = (p.probs != 0).nonzero(as_tuple=True)
             rows.append((states + s) * A + a)
             next_states.append(states + p.successors[s, a, k])
             probs.append(p.probs[s, a, k])
+            state_mdp.append(mdps + p.state_mdp)
             states, mdps = states + p.R.shape[0], mdps + p.horizon.shape[0]
-        offsets = torch.cumsum(torch.tensor([0] + [p.horizon.shape[0] for p in problems[:-1]],
-                                            device=problems[0].R.device), 0)
         cat = torch.cat
         return PlanningProblem(
             Edges(cat(rows), cat(next_states), cat(probs)), None,
-            cat([pad(p.R) for p in problems]),
-            cat([p.state_mdp + offset for p, offset in zip(problems, offsets, strict=True)]),
+            cat([pad(p.R) for p in problems]), cat(state_mdp),
             cat([p.horizon for p in problems]),
             cat([pad(p.action_mask, False) for p in problems]),
             cat([pad(p.bonus) for p in problems]), cat([p.lo for p in problems]),
