@@ -126,8 +126,14 @@ class TabularMDP:
             return
         rows = (terminal[:, None] * self.n_actions + np.arange(self.n_actions)).ravel()
         cols = np.repeat(terminal, self.n_actions)
-        stay = np.asarray(self._T[rows, cols]).ravel()
-        bad = ~np.isclose(stay, 1.0, rtol=0.0, atol=ROW_SUM_TOL) | \
+        if self.is_sparse:   # P(s | s, a) from the rows' entries (scipy's fancy indexing is slow)
+            sub = self._T[rows]
+            row = np.repeat(np.arange(rows.size), np.diff(sub.indptr))
+            own = sub.indices == cols[row]
+            stay = np.bincount(row[own], weights=sub.data[own], minlength=rows.size)
+        else:
+            stay = self._T[rows, cols]
+        bad = (np.abs(stay - 1.0) > ROW_SUM_TOL) | \
             np.repeat((self.R[terminal] != 0).any(axis=1), self.n_actions)
         if bad.any():
             s = int(cols[np.flatnonzero(bad)[0]])
@@ -279,7 +285,11 @@ def transitions_from_coo(rows, cols, probs, n_states: int, n_actions: int):
 
     Duplicate triplets are summed. Dense for small or dense-enough MDPs, CSR otherwise.
     """
-    T = sp.csr_array((probs, (rows, cols)), shape=(n_states * n_actions, n_states))
+    shape = (n_states * n_actions, n_states)
+    if shape[0] * shape[1] <= SMALL_DENSE:   # dense whatever its zeros: no sparse detour
+        flat = np.asarray(rows, np.int64) * n_states + np.asarray(cols, np.int64)
+        return np.bincount(flat, weights=probs, minlength=shape[0] * shape[1]).reshape(shape)
+    T = sp.csr_array((probs, (rows, cols)), shape=shape)
     T.sum_duplicates()
     return _compact(T)
 

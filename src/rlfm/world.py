@@ -83,6 +83,18 @@ def normalised_score(J: torch.Tensor, optimal: torch.Tensor,
     return torch.where(per_mdp(scored), score, torch.ones_like(score)), scored
 
 
+def _nonzero_transitions(T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-zero entries of a transition operator (dense array or sparse), row by row and
+    by column within a row: rows (s * A + a), next states, probabilities."""
+    if not sp.issparse(T):
+        row, col = np.nonzero(T)
+        return row, col, T[row, col]
+    T = sp.csr_array(T, copy=True)   # the MDP's own operator is left as it is
+    T.eliminate_zeros()
+    T.sort_indices()
+    return np.repeat(np.arange(T.shape[0]), np.diff(T.indptr)), T.indices, T.data
+
+
 def _offsets(n_states: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(n_states, 0) - n_states
 
@@ -176,14 +188,9 @@ class MDPBatch(_Packed):
         """Pack TabularMDPs (dense or sparse), longest horizon first (`source` maps back)."""
         order = sorted(range(len(mdps)), key=lambda i: -mdps[i].horizon)
         mdps = [mdps[i] for i in order]
-        tables = []
-        for m in mdps:
-            T = sp.csr_array(m.transition_matrix)
-            T.eliminate_zeros()
-            T.sort_indices()
-            tables.append(T)
+        tables = [_nonzero_transitions(m.transition_matrix) for m in mdps]
         A = max(m.n_actions for m in mdps)
-        K = max(int(np.diff(T.indptr).max()) for T in tables)
+        K = max(int(np.bincount(row).max()) for row, _, _ in tables)
         sizes = np.array([m.n_states for m in mdps])
         first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         N = int(sizes.sum())
@@ -193,14 +200,14 @@ class MDPBatch(_Packed):
         R = np.zeros((N, A))
         entry = np.zeros(N)
         has_entry = np.zeros(len(mdps), bool)
-        for b, (m, T) in enumerate(zip(mdps, tables, strict=True)):
+        for b, (m, (row, col, p)) in enumerate(zip(mdps, tables, strict=True)):
             Ab, lo = m.n_actions, first[b]
-            row = np.repeat(np.arange(T.shape[0]), np.diff(T.indptr))
-            slot = np.arange(T.nnz) - T.indptr[row]
+            starts = np.searchsorted(row, np.arange(m.n_states * Ab))
+            slot = np.arange(row.size) - starts[row]
             s, a = np.divmod(row, Ab)
             probs[lo:lo + m.n_states, :Ab] = 0.0
-            successors[lo + s, a, slot] = lo + T.indices
-            probs[lo + s, a, slot] = T.data
+            successors[lo + s, a, slot] = lo + col
+            probs[lo + s, a, slot] = p
             R[lo:lo + m.n_states, :Ab] = m.R
             info = getattr(m, "info", {})
             if info.get("entry_reward") is not None:

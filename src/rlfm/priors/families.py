@@ -163,8 +163,9 @@ def garnet(rng, n_states=(2, 64), large_states=(65, 200), large_prob=0.1, n_acti
 def grid(rng, side=(2, 10), large_side=(11, 14), large_prob=0.1, wall_density=(0.0, 0.3),
          rooms_prob=0.3, slip_prob=0.6, slip=(0.0, 0.7), slip_any_prob=0.3, n_goals=(1, 3),
          goal_terminal_prob=0.7, far_goal_prob=0.6, hole_fraction=(0.0, 0.2), holes_prob=0.5,
-         cliff_prob=0.12, step_cost_prob=0.3, stay_action_prob=0.2, horizon_factor=(1.0, 8.0),
-         horizon=(5, 250), maze_prob=0.0, maze_side=(5, 17)) -> TabularMDP:
+         cliff_prob=0.12, cliff_penalty=(0.2, 2.0), step_cost_prob=0.3, stay_action_prob=0.2,
+         horizon_factor=(1.0, 8.0), horizon=(5, 250), maze_prob=0.0,
+         maze_side=(5, 17)) -> TabularMDP:
     """Gridworlds (built with rlfm.gridworld.grid_mdp): actions up/right/down/left.
 
     side, large_side, large_prob: rows and columns, each uniform in side (in large_side with
@@ -176,7 +177,8 @@ def grid(rng, side=(2, 10), large_side=(11, 14), large_prob=0.1, wall_density=(0
       U(0.05, 0.5)); terminal with goal_terminal_prob; the main goal is the farthest cell from
       the start with far_goal_prob.
     holes_prob, hole_fraction: terminal holes (reward 0, or negative 30% of the time).
-    cliff_prob: cells that pay -U(0.2, 2) and send back to the start (CliffWalking-like).
+    cliff_prob, cliff_penalty: cells that pay -U(cliff_penalty) and send back to the start
+      (CliffWalking-like).
     step_cost_prob: a cost log-U(0.001, 0.1) on every move. stay_action_prob: a 5th action, stay.
     horizon_factor, horizon: H = U(horizon_factor) * (rows + cols), clipped to horizon (a
       maze: times its longest shortest path instead).
@@ -234,7 +236,7 @@ def grid(rng, side=(2, 10), large_side=(11, 14), large_prob=0.1, wall_density=(0
     rest = rest[len(holes):]
     if rest and rng.random() < cliff_prob:
         cliffs = rest[:max(1, len(rest) // draw_int(rng, (3, 10)))]
-        penalty = -draw_float(rng, (0.2, 2.0))
+        penalty = -draw_float(rng, cliff_penalty)
         rewards.update({c: penalty for c in cliffs})
     step = -draw_float(rng, (0.001, 0.1), log=True) if rng.random() < step_cost_prob else 0.0
     p_slip = draw_float(rng, slip) if rng.random() < slip_prob else 0.0
