@@ -83,16 +83,20 @@ def normalised_score(J: torch.Tensor, optimal: torch.Tensor,
     return torch.where(per_mdp(scored), score, torch.ones_like(score)), scored
 
 
-def _nonzero_transitions(T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _nonzero_transitions(T) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The non-zero entries of a transition operator (dense array or sparse), row by row and
-    by column within a row: rows (s * A + a), next states, probabilities."""
-    if not sp.issparse(T):
+    by column within a row: rows (s * A + a), slots (rank within the row), next states,
+    probabilities."""
+    if sp.issparse(T):
+        T = sp.csr_array(T, copy=True)   # the MDP's own operator is left as it is
+        T.eliminate_zeros()
+        T.sort_indices()
+        row, col, p = np.repeat(np.arange(T.shape[0]), np.diff(T.indptr)), T.indices, T.data
+    else:
         row, col = np.nonzero(T)
-        return row, col, T[row, col]
-    T = sp.csr_array(T, copy=True)   # the MDP's own operator is left as it is
-    T.eliminate_zeros()
-    T.sort_indices()
-    return np.repeat(np.arange(T.shape[0]), np.diff(T.indptr)), T.indices, T.data
+        p = T[row, col]
+    starts = np.searchsorted(row, row, side="left")   # each entry's row begins there
+    return row, np.arange(row.size) - starts, col, p
 
 
 def _offsets(n_states: torch.Tensor) -> torch.Tensor:
@@ -190,7 +194,7 @@ class MDPBatch(_Packed):
         mdps = [mdps[i] for i in order]
         tables = [_nonzero_transitions(m.transition_matrix) for m in mdps]
         A = max(m.n_actions for m in mdps)
-        K = max(int(np.bincount(row).max()) for row, _, _ in tables)
+        K = max(int(slot.max()) + 1 for _, slot, _, _ in tables)
         sizes = np.array([m.n_states for m in mdps])
         first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         N = int(sizes.sum())
@@ -200,10 +204,8 @@ class MDPBatch(_Packed):
         R = np.zeros((N, A))
         entry = np.zeros(N)
         has_entry = np.zeros(len(mdps), bool)
-        for b, (m, (row, col, p)) in enumerate(zip(mdps, tables, strict=True)):
+        for b, (m, (row, slot, col, p)) in enumerate(zip(mdps, tables, strict=True)):
             Ab, lo = m.n_actions, first[b]
-            starts = np.searchsorted(row, np.arange(m.n_states * Ab))
-            slot = np.arange(row.size) - starts[row]
             s, a = np.divmod(row, Ab)
             probs[lo:lo + m.n_states, :Ab] = 0.0
             successors[lo + s, a, slot] = lo + col
