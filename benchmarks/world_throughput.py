@@ -35,7 +35,8 @@ from rlfm.train import RunConfig, TrainConfig, compute_loss
 
 from common import RESULTS_DIR, machine, write_section
 
-CONFIG = "../configs/rlfm-v5.toml"   # the shipped checkpoint's
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = "configs/rlfm-v5.toml"   # the shipped checkpoint's, relative to the repository
 MEASURED = RESULTS_DIR / "world_throughput.json"
 
 # Measured once, in the run that replaced it (training batches of 32 there).
@@ -188,11 +189,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    cfg = RunConfig.load(args.config if Path(args.config).exists() else REPO / args.config)
     device = torch.device(args.device)
     world = timed(world_batches(args.batch, device, args.workers, args.step_overhead),
                   args.seconds, args.workers)
     summary = context_summary(args.batch, device)
-    cfg = RunConfig.load(args.config)
     cfg.train.precision = precision = args.precision or cfg.train.precision
     train, steps = train_rate(args.seconds, args.batch, args.train_batch, device, cfg,
                               args.workers, args.step_overhead)
@@ -202,8 +203,7 @@ def main() -> None:
               "workers": args.workers,
               "precision": precision,
               "batch": args.batch, "train_batch": args.train_batch,
-              "config": Path(args.config).relative_to("..").as_posix()
-              if args.config.startswith("../") else args.config}
+              "config": args.config}
     if not args.json:
         measured = json.loads(MEASURED.read_text()) if MEASURED.exists() else {}
         name = f"{result['device']}, {precision}, {result['threads']} threads, " \
